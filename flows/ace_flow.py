@@ -1,0 +1,138 @@
+"""The ACE flow: the seven steps of Ghorbani et al. (2019), each a cached Prefect task.
+
+    1. load images      scan-images, load-images
+    2. superpixels      superpixels (three resolutions, de-duplicated)
+    3. patches          patches (superpixel crops resized to the model input)
+    4. embed            embed (activations, Parquet), gradients (class-logit gradients)
+    5. cluster          cluster, filter-concepts, concept-activations
+    6. CAV + TCAV       cav-tcav, mapped over every random set (and layer)
+    7. report           statistical-test, report
+
+Only small things travel between tasks: content keys, paths and small dataclasses. Every array
+lives in the working directory (see :mod:`ace.storage.layout`); every task is cached on the
+content keys of its inputs, so a second run recomputes nothing and a run that changes only
+``num_random_exp`` reuses every activation.
+"""
+
+from typing import Optional
+
+from prefect import flow, unmapped
+
+from ace.storage.keys import content_key
+from ace.storage.layout import WorkDir
+from ace.tasks.caching import fresh
+from ace.tasks.cav import cav_task, concept_acts_task
+from ace.tasks.cluster import cluster_task, filter_task
+from ace.tasks.embed import embed_task, gradients_task
+from ace.tasks.images import load_images_task, scan_source_task
+from ace.tasks.models import resolve_task
+from ace.tasks.patches import patches_task
+from ace.tasks.report import RunInfo, report_task
+from ace.tasks.stats import random_baseline, stats_task
+from ace.tasks.superpixels import superpixels_task
+
+
+@flow(name="ace", log_prints=True, validate_parameters=True)
+def ace_flow(
+    target_class: str,
+    source_dir: str,
+    working_dir: str,
+    model_to_run: str = "googlenet",
+    model_path: Optional[str] = None,
+    labels_path: Optional[str] = None,
+    feature_names: list[str] = ["mixed4c"],  # noqa: B006 - a flow parameter default, never mutated
+    num_random_exp: int = 20,
+    max_imgs: int = 50,
+    min_imgs: int = 30,
+    superpixel_method: str = "slic",
+    clustering_method: str = "KM",
+    n_clusters: int = 25,
+    fill: str = "mean",
+    alpha: float = 0.01,
+    correction: str = "none",
+    stat_testing_filter: bool = True,
+    input_size: Optional[int] = None,
+    batch_size: int = 32,
+    seed: int = 0,
+    n_jobs: int = 1,
+) -> str:
+    """Explain ``target_class`` of a model with ACE; returns the path of ``ace_results.txt``.
+
+    Writes, under ``working_dir``: ``acts/``, ``cavs/``, ``cache/``, ``concepts/``, ``results/`` and
+    ``results_summaries/`` (see :mod:`ace.storage.layout`). Nothing there is deleted.
+    """
+    wd = WorkDir(working_dir)
+    layers = list(dict.fromkeys(feature_names))
+
+    # 1. load images: pick and check them, then decode each set once at the model's input size
+    model = resolve_task(model_to_run, model_path, labels_path, target_class, layers, input_size)
+    spec = model.spec
+    sets = scan_source_task(source_dir, target_class, num_random_exp, max_imgs, min_imgs)
+    all_sets = [sets.discovery, sets.scoring, sets.random_discovery, *sets.randoms]
+    image_paths = {}
+    for s in all_sets:
+        out = str(wd.images(content_key(s.key, spec.input_size, spec.resize)))
+        image_paths[s.name] = fresh(load_images_task, out)(s, spec.input_size, spec.resize, out)
+    discovery_images = image_paths[sets.discovery.name]
+
+    # 2. superpixels of the discovery images, three resolutions, de-duplicated
+    seg_out = str(wd.segments(content_key(discovery_images, superpixel_method)))
+    segments = fresh(superpixels_task, seg_out)(discovery_images, superpixel_method, seg_out, n_jobs)
+
+    # 3. patches: every superpixel resized to the model input, filled with the neutral value
+    fill_rgb = spec.fill_value(fill)
+    patch_out = str(wd.patches(content_key(segments, spec.input_size, fill_rgb)))
+    patches = fresh(patches_task, patch_out)(discovery_images, segments, spec.input_size, fill_rgb, patch_out)
+
+    # 4. embed superpixels and random images at every layer; gradients of the scoring images
+    sources = [("superpixels", patches, "superpixel")]
+    sources += [(s.name, image_paths[s.name], "image") for s in [sets.random_discovery, *sets.randoms]]
+    acts: dict = {}
+    for name, path, column in sources:
+        outs = [str(wd.acts(layer, content_key(spec, layer, path))) for layer in layers]
+        acts[name] = dict(zip(layers, outs))
+    futures = [
+        fresh(embed_task, list(acts[name].values())).submit(spec, layers, path, column, list(acts[name].values()), batch_size)
+        for name, path, column in sources
+    ]
+    scoring_images = image_paths[sets.scoring.name]
+    grad_outs = [str(wd.grads(layer, content_key(spec, layer, scoring_images, model.class_idx))) for layer in layers]
+    grads = dict(zip(layers, fresh(gradients_task, grad_outs)(spec, layers, scoring_images, model.class_idx, grad_outs)))
+    for f in futures:
+        f.result()
+
+    # 5. cluster the superpixel embeddings of each layer and keep the clusters that are concepts
+    concepts, concept_acts = {}, {}
+    for layer in layers:
+        emb = acts["superpixels"][layer]
+        cl_out = str(wd.clusters(layer, content_key(emb, clustering_method, n_clusters, seed)))
+        clusters = fresh(cluster_task, cl_out)(emb, clustering_method, n_clusters, seed, cl_out)
+        co_out = str(wd.concepts_cache(layer, content_key(clusters, patches, len(sets.discovery), min_imgs, max_imgs)))
+        concepts[layer] = fresh(filter_task, co_out)(clusters, patches, layer, len(sets.discovery), min_imgs,
+                                                     max_imgs, co_out)
+        ca_out = str(wd.acts(layer, content_key("concepts", concepts[layer], emb)))
+        concept_acts[layer] = fresh(concept_acts_task, ca_out)(concepts[layer], emb, ca_out)
+
+    # 6. a CAV for every concept (and random_discovery) against every random set, scored by TCAV
+    jobs = [(layer, r.name) for layer in layers for r in sets.randoms]
+    cav_outs = [str(wd.cavs(layer, r, content_key(concept_acts[layer], acts[r][layer], grads[layer], seed)))
+                for layer, r in jobs]
+    scores = fresh(cav_task, cav_outs).map(
+        [concepts[layer] for layer, _ in jobs], [concept_acts[layer] for layer, _ in jobs],
+        [acts[sets.random_discovery.name][layer] for layer, _ in jobs], [acts[r][layer] for layer, r in jobs],
+        [grads[layer] for layer, _ in jobs], [layer for layer, _ in jobs], [r for _, r in jobs],
+        unmapped(seed), cav_outs,
+    ).result()
+
+    # 7. statistical test against random_discovery, then the report
+    tested = stats_task(scores, alpha if stat_testing_filter else 1.0, correction)
+    baselines = {layer: random_baseline(scores, layer) for layer in layers}
+    info = RunInfo(target_class, model.class_idx, model_to_run, tuple(layers), num_random_exp, len(sets.discovery),
+                   len(sets.scoring), alpha if stat_testing_filter else 1.0, correction)
+    stamp = str(wd.report_stamp(content_key(info, tested, concepts, patches, fill_rgb)))
+    summary = fresh(report_task, stamp)(working_dir, info, tested, baselines, concepts, discovery_images, segments,
+                                        patches, grads[layers[0]], list(sets.discovery.files), fill_rgb, stamp)
+    kept = sum(t.significant for t in tested)
+    print(f"ACE found {kept} significant concepts of {len(tested)} for '{target_class}'. Report: {summary}")
+    return summary
+

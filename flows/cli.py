@@ -1,0 +1,141 @@
+"""The ``ace`` command line: ``ace run`` (the original ``ace_run.py`` flags, flag for flag) and
+``ace demo`` (the whole flow on a generated world, offline, with the shipped demo CNN)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+DEMO_DEFAULTS = dict(max_imgs=30, min_imgs=10, num_random_exp=10)
+
+
+def _prefect_env() -> None:
+    """Defaults that make Prefect quiet and patient offline; set before Prefect is imported."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+
+
+def _str2bool(v: str | bool) -> bool:
+    if isinstance(v, bool):
+        return v
+    if v.lower() in ("1", "true", "yes", "y", "on"):
+        return True
+    if v.lower() in ("0", "false", "no", "n", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean, got {v!r}")
+
+
+def _add(p: argparse.ArgumentParser, *names: str, **kw) -> None:
+    """Add an option under each name with underscores and with dashes."""
+    flags = []
+    for n in names:
+        for variant in (n, n.replace("_", "-")):
+            if f"--{variant}" not in flags:
+                flags.append(f"--{variant}")
+    p.add_argument(*flags, **kw)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    _add(p, "num_parallel_runs", "num_parallel_workers", dest="num_parallel_runs", type=int, default=0,
+         help="workers for the per-random-set fan-out; 0 runs it serially")
+    _add(p, "dask_address", default=None, help="run mapped tasks on this Dask scheduler (needs the 'dask' extra)")
+    _add(p, "n_jobs", type=int, default=1, help="processes for superpixel segmentation")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ace", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="explain a class of a model with ACE")
+    _add(run, "source_dir", required=True, help="folder with <target_class>/, random_discovery/, random500_<i>/")
+    _add(run, "working_dir", required=True, help="where caches and results go (never deleted)")
+    _add(run, "target_class", required=True, help="class to explain, as named in the labels file")
+    _add(run, "model_to_run", default="googlenet",
+         help="torchvision model name, efficientnet_lite0, ace_demo_cnn, hub:owner/repo:entry or a model file")
+    _add(run, "model_path", default=None, help="weights: a state dict, a whole saved module or a TorchScript file")
+    _add(run, "labels_path", default=None, help="imagenet_class_index.json or one label a line (default: packaged ImageNet)")
+    _add(run, "feature_names", "bottlenecks", dest="feature_names", nargs="+", default=["mixed4c"],
+         help="layer names from model.named_modules(), space or comma separated")
+    _add(run, "num_random_exp", type=int, default=20, help="number of random sets random500_0..N-1")
+    _add(run, "max_imgs", type=int, default=50, help="discovery images, and examples kept per concept")
+    _add(run, "min_imgs", type=int, default=30, help="a cluster needs more members than this to be a concept")
+    _add(run, "stat_testing_filter", type=_str2bool, nargs="?", const=True, default=True,
+         help="drop concepts not significantly different from random (default true)")
+    _add(run, "superpixel_method", default="slic", choices=["slic", "watershed", "quickshift", "felzenszwalb"])
+    _add(run, "clustering_method", default="KM", choices=["KM", "AP", "MS", "SC", "DB"])
+    _add(run, "n_clusters", type=int, default=25)
+    _add(run, "fill", default="mean", choices=["mean", "parity"],
+         help="patch fill: the model's mean (neutral after normalisation) or the original's 117/255")
+    _add(run, "alpha", type=float, default=0.01, help="p-value threshold of the t-test")
+    _add(run, "correction", default="none", choices=["none", "bonferroni", "holm", "fdr_bh"])
+    _add(run, "input_size", type=int, default=None, help="override the model's input size")
+    _add(run, "batch_size", type=int, default=32)
+    _add(run, "seed", type=int, default=0)
+    _common(run)
+    demo = sub.add_parser("demo", help="run ACE offline on a generated world with the shipped demo CNN")
+    _add(demo, "working_dir", default="ace_demo", help="where the world, caches and results go")
+    _common(demo)
+    return parser
+
+
+def task_runner(num_parallel_runs: int, dask_address: str | None):
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    if dask_address:
+        try:
+            from prefect_dask import DaskTaskRunner
+        except ImportError as e:
+            raise SystemExit("--dask_address needs the 'dask' extra: pip install 'ace-flow[dask]'") from e
+        return DaskTaskRunner(address=dask_address)
+    return ThreadPoolTaskRunner(max_workers=max(1, num_parallel_runs))
+
+
+def run_kwargs(args: argparse.Namespace) -> dict:
+    layers = [n for item in args.feature_names for n in item.split(",") if n]
+    return dict(
+        target_class=args.target_class, source_dir=str(Path(args.source_dir).resolve()),
+        working_dir=str(Path(args.working_dir).resolve()), model_to_run=args.model_to_run,
+        model_path=args.model_path, labels_path=args.labels_path, feature_names=layers,
+        num_random_exp=args.num_random_exp, max_imgs=args.max_imgs, min_imgs=args.min_imgs,
+        superpixel_method=args.superpixel_method, clustering_method=args.clustering_method,
+        n_clusters=args.n_clusters, fill=args.fill, alpha=args.alpha, correction=args.correction,
+        stat_testing_filter=args.stat_testing_filter, input_size=args.input_size, batch_size=args.batch_size,
+        seed=args.seed, n_jobs=args.n_jobs,
+    )
+
+
+def demo_kwargs(working_dir: str) -> dict:
+    from ace.tasks.demo import DEMO_CLASS, DEMO_LAYER, make_world
+
+    wd = Path(working_dir).resolve()
+    world = wd / "world"
+    if not (world / "labels.txt").is_file():
+        make_world(world, num_random_sets=DEMO_DEFAULTS["num_random_exp"])
+    return dict(target_class=DEMO_CLASS, source_dir=str(world), working_dir=str(wd), model_to_run="ace_demo_cnn",
+                model_path=None, labels_path=str(world / "labels.txt"), feature_names=[DEMO_LAYER], **DEMO_DEFAULTS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _prefect_env()
+    from ace.flows.ace_flow import ace_flow
+    from ace.tasks.errors import ACEInputError
+
+    kwargs = run_kwargs(args) if args.command == "run" else demo_kwargs(args.working_dir)
+    if args.command == "demo":
+        kwargs["n_jobs"] = args.n_jobs
+    flow = ace_flow.with_options(task_runner=task_runner(args.num_parallel_runs, args.dask_address))
+    try:
+        summary = flow(**kwargs)
+    except ACEInputError as e:
+        print(f"ace: error: {e}", file=sys.stderr)
+        return 2
+    print(f"Report: {summary}")
+    print(f"Concept galleries: {Path(kwargs['working_dir']) / 'results'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

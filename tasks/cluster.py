@@ -1,0 +1,129 @@
+"""Steps 5 and 6: cluster the superpixel embeddings of a layer and keep clusters as concepts."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from prefect import task
+from sklearn import cluster as skcluster
+from sklearn.metrics import pairwise_distances
+
+from ace.storage.atomic import write_text
+from ace.storage.tables import ArrayTable, write_table
+from ace.tasks.caching import CACHED
+from ace.tasks.errors import ACEInputError
+
+METHODS = ("KM", "AP", "MS", "SC", "DB")
+
+
+def cluster_embeddings(x: np.ndarray, method: str = "KM", n_clusters: int = 25, seed: int = 0,
+                       damping: float = 0.5, eps: float = 0.5, min_samples: int = 20, n_jobs: int | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cluster (N, C) embeddings.
+
+    Returns ``labels`` (N,; -1 for DBSCAN noise), ``cost`` (N,; distance to the own cluster's
+    centre) and ``centers`` (K, C). Methods without centres (MS, SC, DB) use each cluster's medoid.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if method not in METHODS:
+        raise ACEInputError(f"--clustering_method {method!r}: choose one of {', '.join(METHODS)}")
+    centers = None
+    if method in ("KM", "SC") and len(x) < n_clusters:
+        raise ACEInputError(f"{len(x)} superpixels cannot make {n_clusters} clusters: lower --n_clusters or add images")
+    if method == "KM":
+        km = skcluster.KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit(x)
+        centers = km.cluster_centers_.astype(np.float32)
+    elif method == "AP":
+        ap = skcluster.AffinityPropagation(damping=damping, random_state=seed).fit(x)
+        centers = np.asarray(ap.cluster_centers_, np.float32)
+    elif method == "MS":
+        labels = skcluster.MeanShift(n_jobs=n_jobs).fit_predict(x)
+    elif method == "SC":
+        labels = skcluster.SpectralClustering(n_clusters=n_clusters, random_state=seed, n_jobs=n_jobs).fit_predict(x)
+    else:
+        labels = skcluster.DBSCAN(eps=eps, min_samples=min_samples, n_jobs=n_jobs).fit_predict(x)
+    if centers is not None:
+        d = pairwise_distances(x, centers)
+        labels, cost = d.argmin(1), d.min(1)
+        return labels.astype(np.int64), cost.astype(np.float32), centers
+    k = int(labels.max()) + 1
+    centers = np.zeros((k, x.shape[1]), np.float32)
+    cost = np.full(len(x), np.inf, np.float32)
+    for c in range(k):
+        idx = np.nonzero(labels == c)[0]
+        pts = x[idx]
+        centers[c] = pts[pairwise_distances(pts).sum(1).argmin()]
+        cost[idx] = np.linalg.norm(pts - centers[c], axis=1)
+    return labels.astype(np.int64), cost, centers
+
+
+def is_concept(n_members: int, n_images: int, n_discovery: int, min_imgs: int) -> bool:
+    """ACE's acceptance rule with U distinct images, N members, D discovery images."""
+    u, n, d = n_images, n_members, n_discovery
+    if n <= min_imgs:
+        return False
+    return u > 0.5 * n or (u > 0.25 * n and u > 0.25 * d) or (u > 0.1 * n and u > 0.5 * d)
+
+
+@dataclass(frozen=True)
+class Concept:
+    """A kept cluster: ``examples`` are rows of the patches table, nearest to the centre first."""
+
+    name: str
+    cluster: int
+    size: int
+    n_images: int
+    examples: tuple[int, ...]
+
+
+def filter_concepts(labels: np.ndarray, cost: np.ndarray, image_index: np.ndarray, n_discovery: int,
+                    min_imgs: int, max_imgs: int, layer: str) -> list[Concept]:
+    """Clusters that pass :func:`is_concept`, named ``<layer>_concept<k>`` (k from 1)."""
+    concepts = []
+    for c in range(int(labels.max()) + 1 if len(labels) else 0):
+        idx = np.nonzero(labels == c)[0]
+        u = len(np.unique(image_index[idx]))
+        if is_concept(len(idx), u, n_discovery, min_imgs):
+            order = idx[np.argsort(cost[idx], kind="stable")][:max_imgs]
+            name = f"{layer}_concept{len(concepts) + 1}"
+            concepts.append(Concept(name, c, int(len(idx)), int(u), tuple(int(i) for i in order)))
+    return concepts
+
+
+def write_clusters(acts_path: str, method: str, n_clusters: int, seed: int, out: str) -> str:
+    """Cluster the channel-mean embeddings of an activations table; write labels and costs."""
+    embeddings = ArrayTable(acts_path).read("mean")
+    labels, cost, centers = cluster_embeddings(embeddings, method, n_clusters=n_clusters, seed=seed)
+    write_table(out, {"method": method, "n_clusters": int(len(centers))}, label=labels, cost=cost)
+    return out
+
+
+def write_concepts(clusters_path: str, patches_path: str, layer: str, n_discovery: int, min_imgs: int,
+                   max_imgs: int, out: str) -> str:
+    """Keep the clusters that pass the filter; write them as ``<layer>_concept<k>`` JSON."""
+    t = ArrayTable(clusters_path)
+    labels, cost = t.read("label"), t.read("cost")
+    image_index = np.asarray(ArrayTable(patches_path).read("image_index"))
+    concepts = filter_concepts(labels, cost, image_index, n_discovery, min_imgs, max_imgs, layer)
+    write_text(out, json.dumps({"layer": layer, "n_superpixels": int(len(labels)),
+                                "concepts": [asdict(c) for c in concepts]}, indent=1))
+    return out
+
+
+def read_concepts(path: str) -> list[Concept]:
+    with open(path) as f:
+        data = json.load(f)
+    return [Concept(c["name"], c["cluster"], c["size"], c["n_images"], tuple(c["examples"])) for c in data["concepts"]]
+
+
+@task(name="cluster", **CACHED)
+def cluster_task(acts_path: str, method: str, n_clusters: int, seed: int, out: str) -> str:
+    return write_clusters(acts_path, method, n_clusters, seed, out)
+
+
+@task(name="filter-concepts", **CACHED)
+def filter_task(clusters_path: str, patches_path: str, layer: str, n_discovery: int, min_imgs: int, max_imgs: int,
+                out: str) -> str:
+    return write_concepts(clusters_path, patches_path, layer, n_discovery, min_imgs, max_imgs, out)

@@ -1,0 +1,163 @@
+"""Step 4 (and the gradients of step 8): activations and class-logit gradients at any layers.
+
+Both use forward hooks on ``model.named_modules()``, so any ``nn.Module`` works (the original
+"cut" the model into two halves, which only works for plain chains of top-level children), and
+both run in batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+from prefect import task
+from torch import nn
+
+from ace.storage.tables import ArrayTable, TableWriter
+from ace.tasks.caching import CACHED
+from ace.tasks.models import ModelSpec, check_layers, using_model
+
+
+class _Enough(Exception):
+    """Raised by a hook once every wanted activation is captured: skips the rest of the network."""
+
+
+def to_input(batch: np.ndarray, spec: ModelSpec) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> normalised float32 (N, 3, H, W)."""
+    x = torch.from_numpy(np.array(batch, dtype=np.uint8)).permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(spec.mean, dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std, dtype=torch.float32).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def _first_tensor(out):
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    raise TypeError(f"layer output is a {type(out).__name__}, not a tensor")
+
+
+def layer_activations(model: nn.Module, layers: list[str], x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Activations of ``layers`` for input ``x``, stopping the forward pass once all are captured."""
+    modules = dict(model.named_modules())
+    captured: dict[str, torch.Tensor] = {}
+    handles = []
+
+    def hook_for(name):
+        def hook(_m, _inp, out):
+            captured[name] = _first_tensor(out).detach().clone()
+            if len(captured) == len(layers):
+                raise _Enough
+
+        return hook
+
+    for name in layers:
+        handles.append(modules[name].register_forward_hook(hook_for(name)))
+    try:
+        with torch.inference_mode():
+            model(x)
+    except _Enough:
+        pass
+    finally:
+        for h in handles:
+            h.remove()
+    missing = [l for l in layers if l not in captured]
+    if missing:
+        raise RuntimeError(f"layers {missing} were never called in the forward pass")
+    return captured
+
+
+def channel_mean(act: np.ndarray) -> np.ndarray:
+    """Spatial mean per channel of (N, C, H, W) activations; (N, C) stays as it is."""
+    return act.reshape(act.shape[0], act.shape[1], -1).mean(-1) if act.ndim > 2 else act
+
+
+def class_logit_gradients(model: nn.Module, layers: list[str], x: torch.Tensor, class_idx: int
+                          ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """d logit[class_idx] / d activation, per image, at each layer; and the logits (N, classes)."""
+    modules = dict(model.named_modules())
+    acts: dict[str, torch.Tensor] = {}
+    handles = []
+
+    def hook_for(name):
+        def hook(_m, _inp, out):
+            t = _first_tensor(out)
+            acts[name] = t
+            # later in-place ops must not touch the tensor we differentiate against
+            return t.clone() if isinstance(out, torch.Tensor) else out
+
+        return hook
+
+    for name in layers:
+        handles.append(modules[name].register_forward_hook(hook_for(name)))
+    try:
+        with torch.enable_grad():
+            x = x.clone().requires_grad_(True)
+            logits = model(x)
+            if isinstance(logits, (tuple, list)):
+                logits = logits[0]
+            if hasattr(logits, "logits"):
+                logits = logits.logits
+            grads = torch.autograd.grad(logits[:, class_idx].sum(), [acts[l] for l in layers])
+    finally:
+        for h in handles:
+            h.remove()
+    return ({l: g.detach().float().numpy() for l, g in zip(layers, grads)}, logits.detach().float().numpy())
+
+
+def write_activations(spec: ModelSpec, layers: list[str], source_path: str, column: str, outs: list[str],
+                      batch_size: int = 32) -> list[str]:
+    """Embed every row of ``column`` in the table at ``source_path``; one table per layer with the
+    full activation (``act``) and its channel mean (``mean``)."""
+    src = ArrayTable(source_path)
+    with contextlib.ExitStack() as stack:
+        model = stack.enter_context(using_model(spec))
+        check_layers(model, layers)
+        writers = [stack.enter_context(TableWriter(o, {"layer": l, "model": spec.key})) for l, o in zip(layers, outs)]
+        for batch in src.iter_batches([column]):
+            data = batch[column]
+            for start in range(0, len(data), batch_size):
+                acts = layer_activations(model, layers, to_input(data[start:start + batch_size], spec))
+                for layer, w in zip(layers, writers):
+                    a = acts[layer].float().numpy()
+                    w.append(act=a, mean=channel_mean(a).astype(np.float32))
+    return outs
+
+
+def write_gradients(spec: ModelSpec, layers: list[str], images_path: str, class_idx: int, outs: list[str],
+                    batch_size: int = 16) -> list[str]:
+    """Class-logit gradients of every image of an images table, one table per layer."""
+    src = ArrayTable(images_path)
+    meta = {"model": spec.key, "class_idx": class_idx}
+    with contextlib.ExitStack() as stack:
+        model = stack.enter_context(using_model(spec))
+        check_layers(model, layers)
+        writers = [stack.enter_context(TableWriter(o, {**meta, "layer": l})) for l, o in zip(layers, outs)]
+        for batch in src.iter_batches(["image"]):
+            data = batch["image"]
+            for start in range(0, len(data), batch_size):
+                grads, logits = class_logit_gradients(model, layers, to_input(data[start:start + batch_size], spec), class_idx)
+                pred = logits.argmax(1).astype(np.int64)
+                for layer, w in zip(layers, writers):
+                    w.append(grad=grads[layer].astype(np.float32), predicted=pred,
+                             class_logit=logits[:, class_idx].astype(np.float32))
+    return outs
+
+
+@task(name="embed", **CACHED)
+def embed_task(spec: ModelSpec, layers: list[str], source_path: str, column: str, out: list[str],
+               batch_size: int = 32) -> list[str]:
+    return write_activations(spec, layers, source_path, column, out, batch_size)
+
+
+@task(name="gradients", **CACHED)
+def gradients_task(spec: ModelSpec, layers: list[str], images_path: str, class_idx: int, out: list[str]) -> list[str]:
+    return write_gradients(spec, layers, images_path, class_idx, out)
+
+
+def predicted_share(grads_path: str, class_idx: int) -> float:
+    """Share of the scoring images the model predicts as ``class_idx`` (from a gradients table)."""
+    pred = np.asarray(ArrayTable(grads_path).read("predicted"))
+    return float(np.mean(pred == class_idx)) if len(pred) else float("nan")

@@ -1,0 +1,190 @@
+"""Step 1: find, check and load the images (RGB, resized to the model's input, uint8).
+
+Greyscale, palette and RGBA images are converted to RGB (the original ACE silently dropped them).
+Corrupt files are skipped with a warning naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from prefect import task
+
+from ace.storage.keys import content_key, file_digest
+from ace.storage.tables import ArrayTable, TableWriter
+from ace.tasks.caching import CACHED
+from ace.tasks.errors import ACEInputError
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """A named, ordered list of image files and their content digests (no pixels)."""
+
+    name: str
+    files: tuple[str, ...]
+    digests: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        return content_key("imageset", list(self.digests))
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+def list_image_files(folder: str | Path, flag: str = "--source_dir") -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ACEInputError(f"image folder {folder} does not exist: check {flag} (see README, 'Source layout')")
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def decode_image(path: str | Path, size: int, resize: str = "squash") -> np.ndarray:
+    """Decode ``path`` to a (size, size, 3) uint8 RGB array.
+
+    ``resize="squash"`` resizes straight to size x size (bilinear, as the original ACE);
+    ``"center_crop"`` resizes the short side to round(size * 256 / 224) and crops the centre.
+    """
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        if resize == "center_crop":
+            short = round(size * 256 / 224)
+            w, h = im.size
+            scale = short / min(w, h)
+            im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
+            w, h = im.size
+            left, top = (w - size) // 2, (h - size) // 2
+            im = im.crop((left, top, left + size, top + size))
+        elif resize == "squash":
+            im = im.resize((size, size), Image.BILINEAR)
+        else:
+            raise ValueError(f"unknown resize mode {resize!r}")
+        return np.asarray(im, dtype=np.uint8).copy()
+
+
+def _usable(path: Path) -> bool:
+    try:
+        with Image.open(path) as im:
+            im.convert("RGB").load()
+        return True
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        warnings.warn(f"skipping unreadable image {path} ({e}); remove or replace the file")
+        return False
+
+
+def scan_image_sets(folder: str | Path, name: str, counts: list[int], flag: str = "--source_dir") -> list[ImageSet]:
+    """Split the usable images of ``folder`` (sorted by file name) into consecutive sets of the
+    given sizes (a set may come out smaller when the folder runs out)."""
+    files = list_image_files(folder, flag)
+    sets: list[ImageSet] = []
+    it = iter(files)
+    for i, n in enumerate(counts):
+        chosen: list[Path] = []
+        for path in it:
+            if _usable(path):
+                chosen.append(path)
+                if len(chosen) == n:
+                    break
+        set_name = name if i == 0 else f"{name}#{i}"
+        sets.append(ImageSet(set_name, tuple(str(p.resolve()) for p in chosen), tuple(file_digest(p) for p in chosen)))
+    return sets
+
+
+def folder_stamp(folder: str | Path) -> list:
+    """Names, sizes and mtimes of a folder's image files: a cheap change detector for caching."""
+    out = []
+    for p in list_image_files(folder):
+        st = os.stat(p)
+        out.append([p.name, st.st_size, st.st_mtime_ns])
+    return out
+
+
+@dataclass(frozen=True)
+class SourceSets:
+    """The image sets of one ACE run (manifests only)."""
+
+    discovery: ImageSet
+    scoring: ImageSet
+    random_discovery: ImageSet
+    randoms: tuple[ImageSet, ...]
+
+
+def scan_source(source_dir: str, target_class: str, num_random_exp: int, max_imgs: int, min_imgs: int) -> SourceSets:
+    """Check the source layout and pick the images of a run (see the spec's 'Inputs')."""
+    src = Path(source_dir)
+    if not src.is_dir():
+        raise ACEInputError(f"--source_dir {src} does not exist")
+    class_dir = src / target_class
+    if not class_dir.is_dir():
+        raise ACEInputError(f"--target_class {target_class!r}: no folder {class_dir}; put the class images there")
+    discovery, scoring = scan_image_sets(class_dir, target_class, [max_imgs, max_imgs], "--target_class")
+    if len(discovery) < 2:
+        raise ACEInputError(f"{class_dir} has {len(discovery)} usable images: ACE needs at least 2 (use ~{max_imgs})")
+    if len(discovery) < max_imgs:
+        warnings.warn(f"{class_dir} has only {len(discovery)} usable images for discovery (--max_imgs {max_imgs})")
+    if len(scoring) == 0:
+        warnings.warn(f"{class_dir} has no images beyond the first {len(discovery)}: TCAV is scored on the discovery images")
+        scoring = ImageSet(target_class + "#1", discovery.files, discovery.digests)
+    rd_dir = src / "random_discovery"
+    if not rd_dir.is_dir():
+        raise ACEInputError(f"no folder {rd_dir}: add at least --max_imgs ({max_imgs}) random images there")
+    (random_discovery,) = scan_image_sets(rd_dir, "random_discovery", [max_imgs])
+    if num_random_exp < 2:
+        raise ACEInputError(f"--num_random_exp {num_random_exp}: the t-test needs at least 2 random sets")
+    randoms = []
+    for i in range(num_random_exp):
+        d = src / f"random500_{i}"
+        if not d.is_dir():
+            raise ACEInputError(
+                f"no folder {d}: --num_random_exp {num_random_exp} needs random500_0 .. random500_{num_random_exp - 1}; "
+                "lower --num_random_exp or add the folder"
+            )
+        (rs,) = scan_image_sets(d, f"random500_{i}", [max_imgs])
+        if len(rs) < 2:
+            raise ACEInputError(f"{d} has {len(rs)} usable images: a random set needs at least 2 (use ~{max_imgs})")
+        randoms.append(rs)
+    for s in [random_discovery]:
+        if len(s) < 2:
+            raise ACEInputError(f"{rd_dir} has {len(s)} usable images: it needs at least 2 (use ~{max_imgs})")
+    return SourceSets(discovery, scoring, random_discovery, tuple(randoms))
+
+
+def source_cache_key(context, parameters) -> str:
+    """Cache the scan on the folders' listings (names, sizes, mtimes), so a changed file rescans."""
+    src = Path(parameters["source_dir"])
+    try:
+        stamps = {d.name: folder_stamp(d) for d in sorted(src.iterdir()) if d.is_dir()}
+    except OSError:
+        return None
+    return content_key("scan", str(src.resolve()), stamps, {k: v for k, v in parameters.items() if k != "source_dir"})
+
+
+@task(name="scan-images", cache_key_fn=source_cache_key, persist_result=True)
+def scan_source_task(source_dir: str, target_class: str, num_random_exp: int, max_imgs: int, min_imgs: int) -> SourceSets:
+    return scan_source(source_dir, target_class, num_random_exp, max_imgs, min_imgs)
+
+
+def write_images(images: ImageSet, size: int, resize: str, out: str) -> str:
+    """Decode every file of ``images`` and write them as one uint8 table at ``out``."""
+    with TableWriter(out, {"set": images.name, "size": size, "resize": resize}) as w:
+        for start in range(0, len(images), 64):
+            files = images.files[start:start + 64]
+            arr = np.stack([decode_image(f, size, resize) for f in files])
+            w.append(image=arr, source=list(files), digest=list(images.digests[start:start + 64]))
+    return out
+
+
+@task(name="load-images", **CACHED)
+def load_images_task(images: ImageSet, size: int, resize: str, out: str) -> str:
+    return write_images(images, size, resize, out)
+
+
+def read_images(path: str | Path, rows=None) -> np.ndarray:
+    return ArrayTable(path).read("image", rows)

