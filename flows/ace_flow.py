@@ -121,7 +121,7 @@ def ace_flow(
         [concepts[layer] for layer, _ in jobs], [concept_acts[layer] for layer, _ in jobs],
         [acts[sets.random_discovery.name][layer] for layer, _ in jobs], [acts[r][layer] for layer, r in jobs],
         [grads[layer] for layer, _ in jobs], [layer for layer, _ in jobs], [r for _, r in jobs],
-        unmapped(seed), cav_outs,
+        unmapped(seed), cav_outs, unmapped(n_jobs),
     ).result()
 
     # 7. statistical test against random_discovery, then the report

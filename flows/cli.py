@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-DEMO_DEFAULTS = dict(max_imgs=30, min_imgs=10, num_random_exp=10)
+DEMO_DEFAULTS = dict(max_imgs=40, min_imgs=15, num_random_exp=20)
 
 
 def _prefect_env() -> None:
@@ -42,7 +42,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     _add(p, "num_parallel_runs", "num_parallel_workers", dest="num_parallel_runs", type=int, default=0,
          help="workers for the per-random-set fan-out; 0 runs it serially")
     _add(p, "dask_address", default=None, help="run mapped tasks on this Dask scheduler (needs the 'dask' extra)")
-    _add(p, "n_jobs", type=int, default=1, help="processes for superpixel segmentation")
+    _add(p, "n_jobs", type=int, default=os.cpu_count() or 1,
+         help="cores for superpixel segmentation and CAV training (default: all)")
 
 
 def build_parser() -> argparse.ArgumentParser:

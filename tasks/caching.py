@@ -17,6 +17,8 @@ from typing import Any
 from ace.storage.keys import content_key
 
 CACHE_VERSION = "1"
+# parameters that change how fast a task runs, never what it writes
+NOT_KEYED = frozenset({"n_jobs", "batch_size"})
 
 
 def _source_digest(fn) -> str:
@@ -30,7 +32,8 @@ def _source_digest(fn) -> str:
 def params_cache_key(context: Any, parameters: dict[str, Any]) -> str | None:
     """Prefect ``cache_key_fn``: the task's name and source and its small parameters (content keys, paths)."""
     task = context.task
-    return content_key(CACHE_VERSION, task.name, _source_digest(task.fn), parameters)
+    keyed = {k: v for k, v in parameters.items() if k not in NOT_KEYED}
+    return content_key(CACHE_VERSION, task.name, _source_digest(task.fn), keyed)
 
 
 def outputs_exist(out: str | list[str] | tuple[str, ...]) -> bool:

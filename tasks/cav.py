@@ -13,6 +13,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from joblib import Parallel, delayed
 from prefect import task
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import SGDClassifier
@@ -80,7 +81,8 @@ def write_concept_acts(concepts_path: str, acts_path: str, out: str) -> str:
 
 
 def score_random_set(concepts_path: str, concept_acts_path: str, random_discovery_acts: str, random_acts: str,
-                     grads_path: str, layer: str, random_set: str, seed: int, out: str) -> RandomSetScores:
+                     grads_path: str, layer: str, random_set: str, seed: int, out: str, n_jobs: int = 1
+                     ) -> RandomSetScores:
     """Train the CAV of every concept and of ``random_discovery`` against one random set, score them
     with TCAV, and save the CAVs to ``out`` (npz: names, cavs, accuracies, scores)."""
     concepts = read_concepts(concepts_path)
@@ -93,8 +95,9 @@ def score_random_set(concepts_path: str, concept_acts_path: str, random_discover
         acts, which = ca.read("act"), np.asarray(ca.read("concept"))
         positives = [(c.name, acts[which == k]) for k, c in enumerate(concepts)]
     positives.append((RANDOM_DISCOVERY, ArrayTable(random_discovery_acts).read("act")))
-    for name, pos in positives:
-        d, acc = train_cav(pos, neg, seed=seed)
+    # SGD releases the GIL: threads train several CAVs at once
+    fitted = Parallel(n_jobs=n_jobs, prefer="threads")(delayed(train_cav)(pos, neg, seed=seed) for _, pos in positives)
+    for (name, _), (d, acc) in zip(positives, fitted):
         names.append(name)
         dirs.append(d)
         accs.append(acc)
@@ -113,6 +116,6 @@ def concept_acts_task(concepts_path: str, acts_path: str, out: str) -> str:
 
 @task(name="cav-tcav", **CACHED)
 def cav_task(concepts_path: str, concept_acts_path: str, random_discovery_acts: str, random_acts: str,
-             grads_path: str, layer: str, random_set: str, seed: int, out: str) -> RandomSetScores:
+             grads_path: str, layer: str, random_set: str, seed: int, out: str, n_jobs: int = 1) -> RandomSetScores:
     return score_random_set(concepts_path, concept_acts_path, random_discovery_acts, random_acts, grads_path,
-                            layer, random_set, seed, out)
+                            layer, random_set, seed, out, n_jobs)

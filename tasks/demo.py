@@ -103,7 +103,7 @@ def render(class_name: str, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
     return (img * 255).round().astype(np.uint8), mask
 
 
-def make_world(root: str | Path, n_per_class: int = 60, n_random: int = 30, num_random_sets: int = 10,
+def make_world(root: str | Path, n_per_class: int = 80, n_random: int = 40, num_random_sets: int = 20,
                seed: int = 0) -> Path:
     """Write the demo world under ``root`` in ACE's source layout (PNG files); returns ``root``."""
     root = Path(root)

@@ -112,7 +112,10 @@ def load_weights_file(path: str | Path, model: nn.Module | None) -> nn.Module:
     if model is None:
         raise ACEInputError(f"--model_path {path} is a state dict: also name the architecture with --model_to_run")
     state = _strip_prefix(obj)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise ACEInputError(f"--model_path {path} does not fit --model_to_run: {str(e)[:500]}") from e
     if missing or unexpected:
         raise ACEInputError(
             f"--model_path {path} does not fit --model_to_run: missing keys {missing[:5]}, "

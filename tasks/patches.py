@@ -37,7 +37,7 @@ def make_superpixel(image: np.ndarray, mask: np.ndarray, size: int, fill: tuple[
 
 
 def write_patches(images_path: str, segments_path: str, size: int, fill: tuple[float, float, float], out: str,
-                  batch: int = 256) -> str:
+                  batch: int = 32) -> str:
     """Write the superpixel image of every kept segment (rows aligned with the segments table)."""
     images = read_images(images_path)
     seg = ArrayTable(segments_path)

@@ -47,7 +47,7 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
 
 def save_png(path: Path, array: np.ndarray) -> None:
     with atomic_path(path) as tmp:
-        Image.fromarray(to_uint8(array)).save(tmp, format="PNG")
+        Image.fromarray(to_uint8(array)).save(tmp, format="PNG", compress_level=1)
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,8 @@ def gallery(path: Path, rows: list[tuple[str, np.ndarray, np.ndarray]], n: int =
         fig = plt.figure(figsize=(6, 1))
         fig.text(0.5, 0.5, "no significant concept in this layer", ha="center", va="center")
     else:
-        fig, axes = plt.subplots(2 * len(rows), n, figsize=(n * 1.2, 2.6 * len(rows)), squeeze=False)
+        fig, axes = plt.subplots(2 * len(rows), n, figsize=(n * 1.1, 2.5 * len(rows)), squeeze=False)
+        fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.25 / len(rows), wspace=0.04, hspace=0.12)
         for r, (title, sps, marked) in enumerate(rows):
             for j in range(n):
                 for k, imgs in enumerate((sps, marked)):
@@ -104,7 +105,6 @@ def gallery(path: Path, rows: list[tuple[str, np.ndarray, np.ndarray]], n: int =
                     if j < len(imgs):
                         ax.imshow(imgs[j])
             axes[2 * r, 0].set_title(title, loc="left", fontsize=9)
-        fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=80)
     plt.close(fig)
@@ -123,26 +123,34 @@ def write_report(workdir: str, info: RunInfo, scores: list[ConceptScore], baseli
     by_name = {(s.layer, s.concept): s for s in scores}
     patches = ArrayTable(patches_path)
     segment_rows = np.asarray(patches.read("segment"))
+    kept = {layer: [c for c in read_concepts(concepts_paths[layer])
+                    if (layer, c.name) in by_name and by_name[(layer, c.name)].significant] for layer in info.layers}
+    # every example of every kept concept, read in one pass over each table
+    rows = sorted({r for cs in kept.values() for c in cs for r in c.examples})
+    pos = {r: i for i, r in enumerate(rows)}
+    sps = patches.read("superpixel", rows) if rows else None
+    masks, idx = read_masks(segments_path, segment_rows[rows]) if rows else (None, None)
     for layer in info.layers:
-        rows = []
-        for c in read_concepts(concepts_paths[layer]):
-            s = by_name.get((layer, c.name))
-            if s is None or not s.significant:
-                continue
-            ex = list(c.examples)
-            sps = patches.read("superpixel", ex)
-            masks, idx = read_masks(segments_path, segment_rows[ex])
+        gallery_rows = []
+        for c in kept[layer]:
+            s = by_name[(layer, c.name)]
+            ex = [pos[r] for r in c.examples]
             with atomic_dir(wd.concept_dir / safe_name(c.name)) as d:
-                for k, (sp, m, i) in enumerate(zip(sps, masks, idx)):
-                    stem = f"{k:03d}_{i:03d}"
-                    save_png(d / "superpixels" / f"{stem}.png", sp)
-                    save_png(d / "patches" / f"{stem}.png", make_patch(images[i], m, fill))
-            marked = [mark_boundaries(images[i], m, color=(1, 1, 0)) for m, i in zip(masks[:10], idx[:10])]
-            rows.append((f"{c.name}  TCAV {s.tcav_mean:.2f}±{s.tcav_std:.2f}  p={s.p_value:.1e}", sps[:10], marked))
-        gallery(wd.results_dir / f"{safe_name(layer)}.png", rows)
+                for k, j in enumerate(ex):
+                    stem = f"{k:03d}_{idx[j]:03d}"
+                    save_png(d / "superpixels" / f"{stem}.png", sps[j])
+                    save_png(d / "patches" / f"{stem}.png", make_patch(images[idx[j]], masks[j], fill))
+            marked = [mark_boundaries(images[idx[j]], masks[j], color=(1, 1, 0)) for j in ex[:10]]
+            gallery_rows.append((f"{c.name}  TCAV {s.tcav_mean:.2f}±{s.tcav_std:.2f}  p={s.p_value:.1e}",
+                                 sps[ex[:10]], marked))
+        gallery(wd.results_dir / f"{safe_name(layer)}.png", gallery_rows)
     write_text(wd.summary_path, summary_text(info, scores, baselines))
     write_text(wd.summary_json, json.dumps({"run": asdict(info), "concepts": [asdict(s) for s in scores],
                                             "random_discovery": baselines}, indent=1))
+    # the report files have fixed names: only the latest run's stamp may say they are current
+    for stale in Path(out).parent.glob("*.json"):
+        if stale.name != Path(out).name:
+            stale.unlink(missing_ok=True)
     write_text(out, json.dumps({"summary": str(wd.summary_path)}))
     return str(wd.summary_path)
 

@@ -1,0 +1,56 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ace.flows.cli import build_parser, run_kwargs
+
+ROOT = Path(__file__).resolve().parents[2]
+SEED = ("--num_parallel_runs 0 --target_class zebra --source_dir SOURCE_DIR --working_dir SAVE_DIR "
+        "--model_to_run resnet18 --labels_path imagenet_class_index.json --feature_names layer3 "
+        "--num_random_exp 20 --max_imgs 50 --min_imgs 30").split()
+
+
+def test_the_seed_command_parses_flag_for_flag():
+    args = build_parser().parse_args(["run", *SEED])
+    kw = run_kwargs(args)
+    assert kw["target_class"] == "zebra" and kw["model_to_run"] == "resnet18"
+    assert kw["feature_names"] == ["layer3"] and kw["num_random_exp"] == 20
+    assert kw["max_imgs"] == 50 and kw["min_imgs"] == 30 and args.num_parallel_runs == 0
+    assert kw["source_dir"].endswith("SOURCE_DIR") and Path(kw["working_dir"]).is_absolute()
+    assert kw["labels_path"] == "imagenet_class_index.json" and kw["stat_testing_filter"] is True
+
+
+def test_dashes_old_names_and_several_layers():
+    argv = ["run", "--num-parallel-workers", "3", "--target-class", "zebra", "--source-dir", "s", "--working-dir", "w",
+            "--feature-names", "layer2", "layer3,layer4", "--stat_testing_filter", "false", "--model-path", "m.pth"]
+    args = build_parser().parse_args(argv)
+    kw = run_kwargs(args)
+    assert args.num_parallel_runs == 3
+    assert kw["feature_names"] == ["layer2", "layer3", "layer4"]
+    assert kw["stat_testing_filter"] is False and kw["model_path"] == "m.pth"
+    assert build_parser().parse_args(["run", "--num_parallel_workers", "2", *SEED[2:]]).num_parallel_runs == 2
+
+
+def test_required_flags_are_named():
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--target_class", "zebra"])
+
+
+def test_ace_run_py_is_the_same_cli():
+    out = subprocess.run([sys.executable, str(ROOT / "ace_run.py"), "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for flag in ("--num_parallel_runs", "--num_parallel_workers", "--target_class", "--source_dir", "--working_dir",
+                 "--model_to_run", "--model_path", "--labels_path", "--feature_names", "--num_random_exp",
+                 "--max_imgs", "--min_imgs", "--stat_testing_filter"):
+        assert flag in out.stdout
+
+
+def test_bad_input_exits_2_with_a_message(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "ace_run.py"), "--target_class", "zebra", "--source_dir",
+                          str(tmp_path / "missing"), "--working_dir", str(tmp_path / "w"), "--model_to_run",
+                          "ace_demo_cnn", "--labels_path", str(tmp_path / "l.txt"), "--feature_names", "block3"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "ace: error: --labels_path" in out.stderr

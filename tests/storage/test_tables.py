@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+
+from ace.storage.atomic import atomic_dir, write_text
+from ace.storage.keys import content_key, file_digest
+from ace.storage.layout import WorkDir, safe_name
+from ace.storage.tables import ArrayTable, TableWriter, read_table_meta, write_table
+
+
+def test_table_round_trip_and_row_subsets(tmp_path):
+    path = tmp_path / "t.parquet"
+    a = np.arange(10 * 2 * 3, dtype=np.float32).reshape(10, 2, 3)
+    with TableWriter(path, {"layer": "x"}) as w:
+        w.append(act=a[:4], name=[f"n{i}" for i in range(4)], idx=np.arange(4))
+        w.append(act=a[4:], name=[f"n{i}" for i in range(4, 10)], idx=np.arange(4, 10))
+    t = ArrayTable(path)
+    assert t.num_rows == 10 and t.shape("act") == (2, 3) and t.meta == {"layer": "x"}
+    np.testing.assert_array_equal(t.read("act"), a)
+    # rows across row groups, in the order asked, with repeats
+    rows = [9, 0, 5, 3, 5]
+    np.testing.assert_array_equal(t.read("act", rows), a[rows])
+    assert t.read("name", rows) == ["n9", "n0", "n5", "n3", "n5"]
+    np.testing.assert_array_equal(t.read("idx", [2, 7]), [2, 7])
+    batches = list(t.iter_batches(["act"]))
+    assert [len(b["act"]) for b in batches] == [4, 6]
+    assert read_table_meta(path) == {"layer": "x"}
+    with pytest.raises(IndexError):
+        t.read("act", [10])
+
+
+def test_uint8_and_bool_dtypes_survive(tmp_path):
+    img = np.random.default_rng(0).integers(0, 256, (3, 5, 5, 3), dtype=np.uint8)
+    write_table(tmp_path / "i.parquet", image=img, flag=np.array([True, False, True]))
+    t = ArrayTable(tmp_path / "i.parquet")
+    out = t.read("image")
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, img)
+    np.testing.assert_array_equal(t.read("flag"), [True, False, True])
+
+
+def test_failed_write_leaves_no_file(tmp_path):
+    path = tmp_path / "t.parquet"
+    with pytest.raises(RuntimeError):
+        with TableWriter(path) as w:
+            w.append(x=np.zeros((2, 3), np.float32))
+            raise RuntimeError("boom")
+    assert not path.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_dir_replaces_only_on_success(tmp_path):
+    target = tmp_path / "c"
+    with atomic_dir(target) as d:
+        (d / "a.txt").write_text("1")
+    with pytest.raises(ValueError):
+        with atomic_dir(target) as d:
+            (d / "b.txt").write_text("2")
+            raise ValueError
+    assert sorted(p.name for p in target.iterdir()) == ["a.txt"]
+
+
+def test_content_keys_are_stable_and_sensitive(tmp_path):
+    assert content_key("a", [1, 2], {"b": 1.5}) == content_key("a", [1, 2], {"b": 1.5})
+    assert content_key("a", [1, 2]) != content_key("a", [2, 1])
+    assert len(content_key("x")) == 20
+    write_text(tmp_path / "f", "hello")
+    assert file_digest(tmp_path / "f") == "2cf24dba5fb0a30e26e8"  # sha256("hello")
+    with pytest.raises(TypeError):
+        content_key(np.zeros(3))
+
+
+def test_layout_paths():
+    wd = WorkDir("/w")
+    assert str(wd.acts("_blocks.10", "k")) == "/w/acts/_blocks.10/k.parquet"
+    assert str(wd.summary_path) == "/w/results_summaries/ace_results.txt"
+    assert str(wd.cavs("layer3", "random500_0", "k")) == "/w/cavs/layer3/random500_0-k.npz"
+    assert safe_name("features/4 c") == "features_4_c"

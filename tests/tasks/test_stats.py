@@ -1,0 +1,41 @@
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from ace.tasks.cav import RandomSetScores
+from ace.tasks.stats import adjust_p_values, paired_p_value, random_baseline, significance
+
+
+def test_adjustments_golden_numbers():
+    p = np.array([0.01, 0.04, 0.03, 0.005])
+    np.testing.assert_allclose(adjust_p_values(p, "none"), p)
+    np.testing.assert_allclose(adjust_p_values(p, "bonferroni"), [0.04, 0.16, 0.12, 0.02])
+    np.testing.assert_allclose(adjust_p_values(p, "holm"), [0.03, 0.06, 0.06, 0.02])
+    np.testing.assert_allclose(adjust_p_values(p, "fdr_bh"), [0.02, 0.04, 0.04, 0.02])
+    with pytest.raises(ValueError):
+        adjust_p_values(p, "sidak")
+
+
+def test_paired_p_value():
+    a, b = np.array([0.9, 0.8, 0.95, 0.85]), np.array([0.5, 0.4, 0.6, 0.3])
+    assert paired_p_value(a, b) == pytest.approx(sps.ttest_rel(a, b).pvalue)
+    assert paired_p_value(a, a) == 1.0  # not NaN
+    assert paired_p_value(a, a - 0.1) == 0.0  # a constant shift: no variance, certainly different
+
+
+def _results(concept_scores, random_scores, acc=0.9):
+    return [RandomSetScores("l", f"random500_{i}", {"l_concept1": c, "random_discovery": r},
+                            {"l_concept1": acc, "random_discovery": 0.5}, "x")
+            for i, (c, r) in enumerate(zip(concept_scores, random_scores))]
+
+
+def test_significance_keeps_different_and_drops_random_like():
+    rs = _results([0.9, 0.95, 0.85, 1.0, 0.92], [0.5, 0.3, 0.6, 0.45, 0.55])
+    (row,) = significance(rs, alpha=0.01)
+    assert row.concept == "l_concept1" and row.significant
+    assert row.tcav_mean == pytest.approx(0.924) and row.cav_accuracy == pytest.approx(0.9)
+    assert row.p_value == pytest.approx(sps.ttest_rel(row.scores, [0.5, 0.3, 0.6, 0.45, 0.55]).pvalue)
+    (row,) = significance(_results([0.5, 0.35, 0.6, 0.4, 0.5], [0.5, 0.3, 0.6, 0.45, 0.55]), alpha=0.01)
+    assert not row.significant
+    m, sd, acc = random_baseline(rs, "l")
+    assert m == pytest.approx(0.48) and acc == 0.5

@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+
+from ace.tasks.errors import ACEInputError
+from ace.tasks.patches import fill_uint8, make_patch, make_superpixel
+from ace.tasks.superpixels import METHODS, read_masks, superpixel_masks, write_segments
+from ace.storage.tables import write_table
+
+
+def two_region_image(h=48, w=48):
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:, : w // 2] = (230, 20, 20)
+    img[:, w // 2:] = (20, 20, 230)
+    return img
+
+
+def test_two_segment_image_gives_two_superpixels():
+    img = two_region_image()
+    masks, levels = superpixel_masks(img, "quickshift")
+    # three resolutions find the same two halves; de-duplication keeps the first two
+    assert masks.shape == (2, 48, 48) and list(levels) == [0, 0]
+    halves = sorted(int(m[:, :24].all()) for m in masks)
+    assert halves == [0, 1]
+    assert masks.sum() == 48 * 48 and not (masks[0] & masks[1]).any()
+
+
+def test_every_label_is_visited_including_the_last():
+    # one segmentation whose last label (the largest id) is a real region
+    img = two_region_image()
+    masks, _ = superpixel_masks(img, "quickshift", param_sets=[dict(max_dist=20, ratio=1.0, kernel_size=10)])
+    assert len(masks) == 2  # the original's range(segments.max()) would have found only 1
+
+
+def test_jaccard_dedup_and_min_area():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)
+    masks, levels = superpixel_masks(img, "slic")
+    flat = masks.reshape(len(masks), -1).astype(float)
+    inter = flat @ flat.T
+    area = flat.sum(1)
+    jac = inter / (area[:, None] + area[None] - inter)
+    np.fill_diagonal(jac, 0)
+    assert jac.max() <= 0.5
+    assert area.min() > 0.001 * 40 * 40
+    assert levels[0] == 0 and np.all(np.diff(levels) >= 0)
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_all_methods_run(method):
+    rng = np.random.default_rng(1)
+    img = two_region_image(32, 32)
+    img = np.clip(img + rng.integers(0, 20, img.shape), 0, 255).astype(np.uint8)
+    masks, levels = superpixel_masks(img, method)
+    assert len(masks) >= 2 and masks.dtype == bool and set(levels) <= {0, 1, 2}
+
+
+def test_unknown_method():
+    with pytest.raises(ACEInputError, match="slic"):
+        superpixel_masks(two_region_image(), "grabcut")
+
+
+def test_segments_table_round_trip(tmp_path):
+    write_table(tmp_path / "img.parquet", image=np.stack([two_region_image(), two_region_image()[:, ::-1]]))
+    out = write_segments(str(tmp_path / "img.parquet"), "quickshift", str(tmp_path / "seg.parquet"))
+    masks, idx = read_masks(out)
+    assert masks.shape == (4, 48, 48) and list(idx) == [0, 0, 1, 1]
+
+
+def test_superpixel_bbox_includes_last_row_and_column():
+    img = np.zeros((10, 10, 3), np.uint8)
+    img[9, 9] = (200, 100, 50)
+    mask = np.zeros((10, 10), bool)
+    mask[9, 9] = True
+    sp = make_superpixel(img, mask, 4, (0.5, 0.5, 0.5))
+    assert sp.shape == (4, 4, 3)
+    np.testing.assert_array_equal(sp.reshape(-1, 3), np.tile([200, 100, 50], (16, 1)))
+
+
+def test_patch_fill_and_crop():
+    img = np.full((6, 6, 3), 255, np.uint8)
+    mask = np.zeros((6, 6), bool)
+    mask[1:3, 2:5] = True
+    patch = make_patch(img, mask, (0.0, 0.5, 1.0))
+    np.testing.assert_array_equal(patch[0, 0], [0, 128, 255])
+    np.testing.assert_array_equal(patch[1, 2], [255, 255, 255])
+    sp = make_superpixel(img, mask, 6, (0.0, 0.5, 1.0))
+    assert (sp == 255).all()  # the bounding box is exactly the mask: no fill inside
+    np.testing.assert_array_equal(fill_uint8((117 / 255,) * 3), [117, 117, 117])
