@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ace.tasks.caching import release_memory
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_SOURCE = HERE.parent.parent / "shared" / "data" / "imagenet_zebra"
 
@@ -62,6 +64,7 @@ class Steps:
         _reset_peak()
         t = time.perf_counter()
         out = fn(*args, **kwargs)
+        release_memory()  # as the flow does after every task
         dt = time.perf_counter() - t
         self.rows.append((name, dt, _peak_mb()))
         print(f"{name:<28} {dt:8.1f} s {self.rows[-1][2]:8.0f} MB peak RSS {_rss_mb():8.0f} MB after", flush=True)

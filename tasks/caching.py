@@ -9,6 +9,8 @@ deleted, so a run never returns a dangling path.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import hashlib
 import inspect
 from pathlib import Path
@@ -58,6 +60,17 @@ def retry_unless_input_error(task, task_run, state) -> bool:
     return not isinstance(exc, ACEInputError)
 
 
+def release_memory(*_args) -> None:
+    """Hand freed heap memory back to the OS (glibc keeps it otherwise: a gradient pass through
+    EfficientNet left ~0.8 GB of RSS behind). Runs after every cached task."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 CACHED = dict(cache_key_fn=params_cache_key, persist_result=True, retries=1, retry_delay_seconds=2,
-              retry_condition_fn=retry_unless_input_error)
+              retry_condition_fn=retry_unless_input_error, on_completion=[release_memory],
+              on_failure=[release_memory])
 

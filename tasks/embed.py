@@ -128,7 +128,7 @@ def write_activations(spec: ModelSpec, layers: list[str], source_path: str, colu
 
 
 def write_gradients(spec: ModelSpec, layers: list[str], images_path: str, class_idx: int, outs: list[str],
-                    batch_size: int = 16) -> list[str]:
+                    batch_size: int = 8) -> list[str]:
     """Class-logit gradients of every image of an images table, one table per layer."""
     src = ArrayTable(images_path)
     meta = {"model": spec.key, "class_idx": class_idx}
