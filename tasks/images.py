@@ -136,6 +136,8 @@ def scan_source(source_dir: str, target_class: str, num_random_exp: int, max_img
     if not rd_dir.is_dir():
         raise ACEInputError(f"no folder {rd_dir}: add at least --max_imgs ({max_imgs}) random images there")
     (random_discovery,) = scan_image_sets(rd_dir, "random_discovery", [max_imgs])
+    if len(random_discovery) < 2:
+        raise ACEInputError(f"{rd_dir} has {len(random_discovery)} usable images: it needs at least 2 (use ~{max_imgs})")
     if num_random_exp < 2:
         raise ACEInputError(f"--num_random_exp {num_random_exp}: the t-test needs at least 2 random sets")
     randoms = []
@@ -150,9 +152,6 @@ def scan_source(source_dir: str, target_class: str, num_random_exp: int, max_img
         if len(rs) < 2:
             raise ACEInputError(f"{d} has {len(rs)} usable images: a random set needs at least 2 (use ~{max_imgs})")
         randoms.append(rs)
-    for s in [random_discovery]:
-        if len(s) < 2:
-            raise ACEInputError(f"{rd_dir} has {len(s)} usable images: it needs at least 2 (use ~{max_imgs})")
     return SourceSets(discovery, scoring, random_discovery, tuple(randoms))
 
 

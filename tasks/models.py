@@ -171,8 +171,10 @@ def _hub_model(name: str, path: str | None) -> tuple[nn.Module, dict]:
         raise ACEInputError(f"--model_to_run {name!r}: use hub:owner/repo:entry or hub:/local/dir:entry")
     source = "local" if Path(repo).is_dir() else "github"
     try:
-        model = torch.hub.load(repo, entry, source=source, trust_repo=True, skip_validation=True, pretrained=False) \
-            if source == "github" else torch.hub.load(repo, entry, source="local")
+        if source == "github":
+            model = torch.hub.load(repo, entry, source="github", trust_repo=True, skip_validation=True)
+        else:
+            model = torch.hub.load(repo, entry, source="local")
     except Exception as e:
         raise ModelWeightsMissing(
             f"torch.hub could not load {repo}:{entry} offline ({e}). Clone the repository into "

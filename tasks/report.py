@@ -5,10 +5,11 @@ Files written (see :mod:`ace.storage.layout`):
 * ``concepts/images/<i>.png``: the discovery images (model input size);
 * ``concepts/<concept>/superpixels/<k>_<image>.png`` and ``.../patches/<k>_<image>.png``: each
   significant concept's examples, nearest to the cluster centre first;
-* ``results/<layer>.png``: 10 examples per significant concept (top row the superpixel, bottom row
-  the image with the segment's boundary marked);
-* ``results_summaries/ace_results.txt`` (and ``ace_results.json``): per concept the mean CAV
-  accuracy and ``layer:concept:mean TCAV,std,p-value``.
+* ``results/<layer>.png``: 10 examples per significant concept, highest mean TCAV first (top row
+  the superpixel, bottom row the image with the segment's boundary marked);
+* ``results_summaries/ace_results.txt`` (and ``ace_results.json``): per significant concept, highest
+  mean TCAV first, the mean CAV accuracy and ``layer:concept:mean TCAV,std,p-value``; then the
+  random_discovery baseline and the concepts that were not significant.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class RunInfo:
 
 
 def summary_text(info: RunInfo, scores: list[ConceptScore], baselines: dict[str, tuple[float, float, float]]) -> str:
-    kept = [s for s in scores if s.significant]
+    kept = sorted((s for s in scores if s.significant), key=lambda s: (s.layer, -s.tcav_mean))
     lines = [
         f"# ACE results for class '{info.target_class}' (index {info.class_index}), model {info.model}",
         f"# layers {', '.join(info.layers)}; {info.num_random_exp} random sets; {info.n_discovery} discovery and "
@@ -123,8 +124,10 @@ def write_report(workdir: str, info: RunInfo, scores: list[ConceptScore], baseli
     by_name = {(s.layer, s.concept): s for s in scores}
     patches = ArrayTable(patches_path)
     segment_rows = np.asarray(patches.read("segment"))
-    kept = {layer: [c for c in read_concepts(concepts_paths[layer])
-                    if (layer, c.name) in by_name and by_name[(layer, c.name)].significant] for layer in info.layers}
+    # significant concepts, highest mean TCAV first
+    kept = {layer: sorted((c for c in read_concepts(concepts_paths[layer])
+                           if (layer, c.name) in by_name and by_name[(layer, c.name)].significant),
+                          key=lambda c: -by_name[(layer, c.name)].tcav_mean) for layer in info.layers}
     # every example of every kept concept, read in one pass over each table
     rows = sorted({r for cs in kept.values() for c in cs for r in c.examples})
     pos = {r: i for i, r in enumerate(rows)}

@@ -114,3 +114,27 @@ def test_labels_json_and_text(tmp_path):
     assert load_labels(t) == ["cat", "dog"]
     with pytest.raises(ACEInputError, match="--labels_path"):
         load_labels(tmp_path / "missing.txt")
+
+
+HUBCONF = '''
+from torch import nn
+
+def tiny(**kwargs):
+    return nn.Sequential(nn.Conv2d(3, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 4))
+'''
+
+
+def test_torch_hub_entry_from_a_local_clone_with_weights(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "hubconf.py").write_text(HUBCONF)
+    model, prep = build_model(f"hub:{repo}:tiny")
+    assert prep["input_size"] == 224 and isinstance(model[0], nn.Conv2d)
+    ref = nn.Sequential(nn.Conv2d(3, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 4))
+    torch.save(ref.state_dict(), tmp_path / "w.pth")
+    model, _ = build_model(f"hub:{repo}:tiny", str(tmp_path / "w.pth"))
+    assert fingerprint(model) == fingerprint(ref)
+    with pytest.raises(ACEInputError, match="hub:owner/repo:entry"):
+        build_model("hub:nocolon")
+    with pytest.raises(ModelWeightsMissing, match="offline"):
+        build_model("hub:someone/missing-repo:net")

@@ -39,3 +39,22 @@ def test_significance_keeps_different_and_drops_random_like():
     assert not row.significant
     m, sd, acc = random_baseline(rs, "l")
     assert m == pytest.approx(0.48) and acc == 0.5
+
+
+def test_summary_text_lists_kept_concepts_best_first_with_both_sections():
+    from ace.tasks.report import RunInfo, summary_text
+    from ace.tasks.stats import ConceptScore
+
+    info = RunInfo("zebra", 340, "m", ("l",), 3, 50, 50, 0.01, "none", 0.98)
+    rows = [ConceptScore("l", "l_concept1", 0.3, 0.1, 1e-4, 1e-4, 0.95, True, (0.2, 0.3, 0.4)),
+            ConceptScore("l", "l_concept2", 0.8, 0.05, 1e-5, 1e-5, 0.99, True, (0.75, 0.8, 0.85)),
+            ConceptScore("l", "l_concept3", 0.5, 0.2, 0.5, 0.5, 0.9, False, (0.3, 0.5, 0.7))]
+    text = summary_text(info, rows, {"l": (0.5, 0.1, 0.55)})
+    lines = text.splitlines()
+    acc = lines[lines.index("CAV accuracies:") + 1:lines.index("CAV accuracies:") + 3]
+    assert acc == ["l:l_concept2:0.9900", "l:l_concept1:0.9500"]
+    i = lines.index("Mean TCAV scores (mean,std,p-value):")
+    assert lines[i + 1:i + 3] == ["l:l_concept2:0.8000,0.0500,1e-05", "l:l_concept1:0.3000,0.1000,0.0001"]
+    assert "l:random_discovery:0.5000,0.1000,0.5500" in lines
+    assert lines[-1] == "l:l_concept3:0.5000,0.2000,0.5,0.9000"
+    assert "# 2 of 3 concepts kept" in lines and "98%" in text
