@@ -42,8 +42,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     _add(p, "num_parallel_runs", "num_parallel_workers", dest="num_parallel_runs", type=int, default=0,
          help="workers for the per-random-set fan-out; 0 runs it serially")
     _add(p, "dask_address", default=None, help="run mapped tasks on this Dask scheduler (needs the 'dask' extra)")
-    _add(p, "n_jobs", type=int, default=os.cpu_count() or 1,
-         help="cores for superpixel segmentation and CAV training (default: all)")
+    _add(p, "n_jobs", type=int, default=None,
+         help="cores each task may use for segmentation and CAV training (default: all cores, shared "
+              "among --num_parallel_runs workers)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,6 +94,13 @@ def task_runner(num_parallel_runs: int, dask_address: str | None):
     return ThreadPoolTaskRunner(max_workers=max(1, num_parallel_runs))
 
 
+def n_jobs(args: argparse.Namespace) -> int:
+    """Cores per task: ``--n_jobs``, else all cores shared among the parallel workers."""
+    if args.n_jobs:
+        return args.n_jobs
+    return max(1, (os.cpu_count() or 1) // max(1, args.num_parallel_runs))
+
+
 def run_kwargs(args: argparse.Namespace) -> dict:
     layers = [n for item in args.feature_names for n in item.split(",") if n]
     return dict(
@@ -103,7 +111,7 @@ def run_kwargs(args: argparse.Namespace) -> dict:
         superpixel_method=args.superpixel_method, clustering_method=args.clustering_method,
         n_clusters=args.n_clusters, fill=args.fill, alpha=args.alpha, correction=args.correction,
         stat_testing_filter=args.stat_testing_filter, input_size=args.input_size, batch_size=args.batch_size,
-        seed=args.seed, n_jobs=args.n_jobs,
+        seed=args.seed, n_jobs=n_jobs(args),
     )
 
 
@@ -125,8 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     from ace.tasks.errors import ACEInputError
 
     kwargs = run_kwargs(args) if args.command == "run" else demo_kwargs(args.working_dir)
-    if args.command == "demo":
-        kwargs["n_jobs"] = args.n_jobs
+    kwargs["n_jobs"] = n_jobs(args)
     flow = ace_flow.with_options(task_runner=task_runner(args.num_parallel_runs, args.dask_address))
     try:
         summary = flow(**kwargs)

@@ -10,11 +10,13 @@ deleted, so a run never returns a dangling path.
 from __future__ import annotations
 
 import ctypes
-import gc
+import functools
 import hashlib
 import inspect
 from pathlib import Path
 from typing import Any
+
+from prefect import task
 
 from ace.storage.keys import content_key
 
@@ -24,6 +26,7 @@ NOT_KEYED = frozenset({"n_jobs", "batch_size"})
 
 
 def _source_digest(fn) -> str:
+    fn = inspect.unwrap(fn)
     try:
         src = inspect.getsource(fn)
     except (OSError, TypeError):
@@ -60,10 +63,9 @@ def retry_unless_input_error(task, task_run, state) -> bool:
     return not isinstance(exc, ACEInputError)
 
 
-def release_memory(*_args) -> None:
+def release_memory() -> None:
     """Hand freed heap memory back to the OS (glibc keeps it otherwise: a gradient pass through
-    EfficientNet left ~0.8 GB of RSS behind). Runs after every cached task."""
-    gc.collect()
+    EfficientNet left ~0.8 GB of RSS behind)."""
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc
@@ -71,6 +73,23 @@ def release_memory(*_args) -> None:
 
 
 CACHED = dict(cache_key_fn=params_cache_key, persist_result=True, retries=1, retry_delay_seconds=2,
-              retry_condition_fn=retry_unless_input_error, on_completion=[release_memory],
-              on_failure=[release_memory])
+              retry_condition_fn=retry_unless_input_error)
+
+
+def ace_task(name: str, **options):
+    """``@task(name=..., **CACHED)`` around a step, handing freed memory back to the OS after each run
+    that did work (cached runs never enter the body)."""
+    options = {**CACHED, **options}
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def body(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                release_memory()
+
+        return task(name=name, **options)(body)
+
+    return decorate
 

@@ -14,14 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 from joblib import Parallel, delayed
-from prefect import task
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import SGDClassifier
 from sklearn.model_selection import train_test_split
 
 from ace.storage.atomic import atomic_path
 from ace.storage.tables import ArrayTable, TableWriter
-from ace.tasks.caching import CACHED
+from ace.tasks.caching import ace_task
 from ace.tasks.cluster import read_concepts
 
 RANDOM_DISCOVERY = "random_discovery"
@@ -109,12 +108,12 @@ def score_random_set(concepts_path: str, concept_acts_path: str, random_discover
     return RandomSetScores(layer, random_set, dict(zip(names, scores)), dict(zip(names, accs)), out)
 
 
-@task(name="concept-activations", **CACHED)
+@ace_task("concept-activations")
 def concept_acts_task(concepts_path: str, acts_path: str, out: str) -> str:
     return write_concept_acts(concepts_path, acts_path, out)
 
 
-@task(name="cav-tcav", **CACHED)
+@ace_task("cav-tcav")
 def cav_task(concepts_path: str, concept_acts_path: str, random_discovery_acts: str, random_acts: str,
              grads_path: str, layer: str, random_set: str, seed: int, out: str, n_jobs: int = 1) -> RandomSetScores:
     return score_random_set(concepts_path, concept_acts_path, random_discovery_acts, random_acts, grads_path,

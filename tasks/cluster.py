@@ -6,13 +6,12 @@ import json
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from prefect import task
 from sklearn import cluster as skcluster
 from sklearn.metrics import pairwise_distances
 
 from ace.storage.atomic import write_text
 from ace.storage.tables import ArrayTable, write_table
-from ace.tasks.caching import CACHED
+from ace.tasks.caching import ace_task
 from ace.tasks.errors import ACEInputError
 
 METHODS = ("KM", "AP", "MS", "SC", "DB")
@@ -118,12 +117,12 @@ def read_concepts(path: str) -> list[Concept]:
     return [Concept(c["name"], c["cluster"], c["size"], c["n_images"], tuple(c["examples"])) for c in data["concepts"]]
 
 
-@task(name="cluster", **CACHED)
+@ace_task("cluster")
 def cluster_task(acts_path: str, method: str, n_clusters: int, seed: int, out: str) -> str:
     return write_clusters(acts_path, method, n_clusters, seed, out)
 
 
-@task(name="filter-concepts", **CACHED)
+@ace_task("filter-concepts")
 def filter_task(clusters_path: str, patches_path: str, layer: str, n_discovery: int, min_imgs: int, max_imgs: int,
                 out: str) -> str:
     return write_concepts(clusters_path, patches_path, layer, n_discovery, min_imgs, max_imgs, out)

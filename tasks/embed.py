@@ -11,11 +11,10 @@ import contextlib
 
 import numpy as np
 import torch
-from prefect import task
 from torch import nn
 
 from ace.storage.tables import ArrayTable, TableWriter
-from ace.tasks.caching import CACHED
+from ace.tasks.caching import ace_task
 from ace.tasks.models import ModelSpec, check_layers, using_model
 
 
@@ -147,13 +146,13 @@ def write_gradients(spec: ModelSpec, layers: list[str], images_path: str, class_
     return outs
 
 
-@task(name="embed", **CACHED)
+@ace_task("embed")
 def embed_task(spec: ModelSpec, layers: list[str], source_path: str, column: str, out: list[str],
                batch_size: int = 32) -> list[str]:
     return write_activations(spec, layers, source_path, column, out, batch_size)
 
 
-@task(name="gradients", **CACHED)
+@ace_task("gradients")
 def gradients_task(spec: ModelSpec, layers: list[str], images_path: str, class_idx: int, out: list[str]) -> list[str]:
     return write_gradients(spec, layers, images_path, class_idx, out)
 

@@ -17,7 +17,7 @@ from prefect import task
 
 from ace.storage.keys import content_key, file_digest
 from ace.storage.tables import ArrayTable, TableWriter
-from ace.tasks.caching import CACHED
+from ace.tasks.caching import ace_task
 from ace.tasks.errors import ACEInputError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
@@ -180,7 +180,7 @@ def write_images(images: ImageSet, size: int, resize: str, out: str) -> str:
     return out
 
 
-@task(name="load-images", **CACHED)
+@ace_task("load-images")
 def load_images_task(images: ImageSet, size: int, resize: str, out: str) -> str:
     return write_images(images, size, resize, out)
 

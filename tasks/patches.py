@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
-from prefect import task
 
 from ace.storage.tables import ArrayTable, TableWriter
-from ace.tasks.caching import CACHED
+from ace.tasks.caching import ace_task
 from ace.tasks.images import read_images
 from ace.tasks.superpixels import read_masks
 
@@ -50,6 +49,6 @@ def write_patches(images_path: str, segments_path: str, size: int, fill: tuple[f
     return out
 
 
-@task(name="patches", **CACHED)
+@ace_task("patches")
 def patches_task(images_path: str, segments_path: str, size: int, fill: tuple[float, float, float], out: str) -> str:
     return write_patches(images_path, segments_path, size, fill, out)

@@ -24,13 +24,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
-from prefect import task  # noqa: E402
 from skimage.segmentation import mark_boundaries  # noqa: E402
 
 from ace.storage.atomic import atomic_dir, atomic_path, write_text  # noqa: E402
 from ace.storage.layout import WorkDir, safe_name  # noqa: E402
 from ace.storage.tables import ArrayTable  # noqa: E402
-from ace.tasks.caching import CACHED  # noqa: E402
+from ace.tasks.caching import ace_task  # noqa: E402
 from ace.tasks.cluster import read_concepts  # noqa: E402
 from ace.tasks.embed import predicted_share  # noqa: E402
 from ace.tasks.images import read_images  # noqa: E402
@@ -158,7 +157,7 @@ def write_report(workdir: str, info: RunInfo, scores: list[ConceptScore], baseli
     return str(wd.summary_path)
 
 
-@task(name="report", **CACHED)
+@ace_task("report")
 def report_task(workdir: str, info: RunInfo, scores: list[ConceptScore], baselines: dict, concepts_paths: dict,
                 images_path: str, segments_path: str, patches_path: str, grads_path: str, image_names: list[str],
                 fill: tuple[float, float, float], out: str) -> str:

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 from joblib import Parallel, delayed
-from prefect import task
 from skimage import color, filters, segmentation
 
 from ace.storage.tables import ArrayTable, TableWriter
-from ace.tasks.caching import CACHED
+from ace.tasks.caching import ace_task
 from ace.tasks.errors import ACEInputError
 from ace.tasks.images import read_images
 
@@ -100,6 +99,6 @@ def read_masks(path: str, rows=None) -> tuple[np.ndarray, np.ndarray]:
     return masks, np.asarray(t.read("image_index", rows))
 
 
-@task(name="superpixels", **CACHED)
+@ace_task("superpixels")
 def superpixels_task(images_path: str, method: str, out: str, n_jobs: int = 1) -> str:
     return write_segments(images_path, method, out, n_jobs)

@@ -54,3 +54,16 @@ def test_bad_input_exits_2_with_a_message(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2, out.stderr[-2000:]
     assert "ace: error: --labels_path" in out.stderr
+
+
+def test_cores_are_shared_among_parallel_workers(monkeypatch):
+    import os
+
+    from ace.flows.cli import n_jobs
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    parse = build_parser().parse_args
+    assert n_jobs(parse(["run", *SEED])) == 8
+    assert n_jobs(parse(["run", *SEED, "--num_parallel_runs", "4"])) == 2
+    assert n_jobs(parse(["run", *SEED, "--num_parallel_runs", "16"])) == 1
+    assert n_jobs(parse(["run", *SEED, "--n_jobs", "3"])) == 3
