@@ -15,6 +15,7 @@ Files written (see :mod:`ace.storage.layout`):
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -24,6 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
+from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from skimage.segmentation import mark_boundaries  # noqa: E402
 
 from ace.storage.atomic import atomic_dir, atomic_path, write_text  # noqa: E402
@@ -161,5 +163,10 @@ def write_report(workdir: str, info: RunInfo, scores: list[ConceptScore], baseli
 def report_task(workdir: str, info: RunInfo, scores: list[ConceptScore], baselines: dict, concepts_paths: dict,
                 images_path: str, segments_path: str, patches_path: str, grads_path: str, image_names: list[str],
                 fill: tuple[float, float, float], out: str) -> str:
-    return write_report(workdir, info, scores, baselines, concepts_paths, images_path, segments_path, patches_path,
-                        grads_path, image_names, fill, out)
+    summary = write_report(workdir, info, scores, baselines, concepts_paths, images_path, segments_path, patches_path,
+                           grads_path, image_names, fill, out)
+    # the summary in the Prefect UI too
+    slug = re.sub(r"[^a-z0-9]+", "-", f"ace-{info.target_class}".lower()).strip("-")
+    create_markdown_artifact(key=slug, markdown=f"# ACE: {info.target_class}\n\n```\n{Path(summary).read_text()}```\n",
+                             description=f"ACE results, {summary}")
+    return summary
