@@ -117,7 +117,7 @@ def bench_steps(a) -> None:
     tested = step("statistical test", stats.significance, scores)
     info = report.RunInfo(a.target_class, m.class_idx, a.model, (layer,), a.num_random_exp, len(sets.discovery),
                           len(sets.scoring), 0.01, "none")
-    step("report", report.write_report, a.working_dir, info, tested, {layer: stats.random_baseline(scores, layer)},
+    step("report", report.write_report, a.working_dir, info, tested, scores,
          {layer: con}, disc, seg, pat, grads, list(sets.discovery.files), fill, str(wd.report_stamp("bench")))
     total = sum(r[1] for r in step.rows)
     print(f"{'total':<28} {total:8.1f} s {max(r[2] for r in step.rows):8.0f} MB peak RSS (max over steps)")

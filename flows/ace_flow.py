@@ -28,7 +28,7 @@ from ace.tasks.images import load_images_task, scan_source_task
 from ace.tasks.models import resolve_task
 from ace.tasks.patches import patches_task
 from ace.tasks.report import RunInfo, report_task
-from ace.tasks.stats import random_baseline, stats_task
+from ace.tasks.stats import stats_task
 from ace.tasks.superpixels import superpixels_task
 
 
@@ -115,22 +115,23 @@ def ace_flow(
 
     # 6. a CAV for every concept (and random_discovery) against every random set, scored by TCAV
     jobs = [(layer, r.name) for layer in layers for r in sets.randoms]
-    cav_outs = [str(wd.cavs(layer, r, content_key(concept_acts[layer], acts[r][layer], grads[layer], seed)))
+    null = sets.random_discovery.name
+    cav_outs = [str(wd.cavs(layer, r, content_key(concept_acts[layer], acts[null][layer], acts[r][layer],
+                                                  grads[layer], seed)))
                 for layer, r in jobs]
     scores = fresh(cav_task, cav_outs).map(
         [concepts[layer] for layer, _ in jobs], [concept_acts[layer] for layer, _ in jobs],
-        [acts[sets.random_discovery.name][layer] for layer, _ in jobs], [acts[r][layer] for layer, r in jobs],
+        [acts[null][layer] for layer, _ in jobs], [acts[r][layer] for layer, r in jobs],
         [grads[layer] for layer, _ in jobs], [layer for layer, _ in jobs], [r for _, r in jobs],
         unmapped(seed), cav_outs, unmapped(n_jobs),
     ).result()
 
     # 7. statistical test against random_discovery, then the report
     tested = stats_task(scores, alpha if stat_testing_filter else 1.0, correction)
-    baselines = {layer: random_baseline(scores, layer) for layer in layers}
     info = RunInfo(target_class, model.class_idx, model_to_run, tuple(layers), num_random_exp, len(sets.discovery),
                    len(sets.scoring), alpha if stat_testing_filter else 1.0, correction)
-    stamp = str(wd.report_stamp(content_key(info, tested, concepts, patches, fill_rgb)))
-    summary = fresh(report_task, stamp)(working_dir, info, tested, baselines, concepts, discovery_images, segments,
+    stamp = str(wd.report_stamp(content_key(info, scores, tested, concepts, patches, grads, fill_rgb)))
+    summary = fresh(report_task, stamp)(working_dir, info, tested, scores, concepts, discovery_images, segments,
                                         patches, grads[layers[0]], list(sets.discovery.files), fill_rgb, stamp)
     kept = sum(t.significant for t in tested)
     print(f"ACE found {kept} significant concepts of {len(tested)} for '{target_class}'. Report: {summary}")

@@ -36,7 +36,8 @@ from ace.tasks.cluster import read_concepts  # noqa: E402
 from ace.tasks.embed import predicted_share  # noqa: E402
 from ace.tasks.images import read_images  # noqa: E402
 from ace.tasks.patches import make_patch  # noqa: E402
-from ace.tasks.stats import ConceptScore  # noqa: E402
+from ace.tasks.cav import RandomSetScores  # noqa: E402
+from ace.tasks.stats import ConceptScore, random_baseline  # noqa: E402
 from ace.tasks.superpixels import read_masks  # noqa: E402
 
 
@@ -112,11 +113,14 @@ def gallery(path: Path, rows: list[tuple[str, np.ndarray, np.ndarray]], n: int =
     plt.close(fig)
 
 
-def write_report(workdir: str, info: RunInfo, scores: list[ConceptScore], baselines: dict[str, tuple[float, float, float]],
+def write_report(workdir: str, info: RunInfo, scores: list[ConceptScore], results: list[RandomSetScores],
                  concepts_paths: dict[str, str], images_path: str, segments_path: str, patches_path: str,
                  grads_path: str, image_names: list[str], fill: tuple[float, float, float], out: str) -> str:
+    """Write the report files listed in this module's docstring; ``out`` is the stamp that marks
+    them current. Returns the path of ``ace_results.txt``."""
     wd = WorkDir(workdir)
     info = replace(info, scoring_accuracy=predicted_share(grads_path, info.class_index))
+    baselines = {layer: random_baseline(results, layer) for layer in info.layers}
     images = read_images(images_path)
     img_dir = wd.concept_dir / "images"
     img_dir.mkdir(parents=True, exist_ok=True)
@@ -160,10 +164,10 @@ def write_report(workdir: str, info: RunInfo, scores: list[ConceptScore], baseli
 
 
 @ace_task("report")
-def report_task(workdir: str, info: RunInfo, scores: list[ConceptScore], baselines: dict, concepts_paths: dict,
-                images_path: str, segments_path: str, patches_path: str, grads_path: str, image_names: list[str],
-                fill: tuple[float, float, float], out: str) -> str:
-    summary = write_report(workdir, info, scores, baselines, concepts_paths, images_path, segments_path, patches_path,
+def report_task(workdir: str, info: RunInfo, scores: list[ConceptScore], results: list[RandomSetScores],
+                concepts_paths: dict, images_path: str, segments_path: str, patches_path: str, grads_path: str,
+                image_names: list[str], fill: tuple[float, float, float], out: str) -> str:
+    summary = write_report(workdir, info, scores, results, concepts_paths, images_path, segments_path, patches_path,
                            grads_path, image_names, fill, out)
     # the summary in the Prefect UI too
     slug = re.sub(r"[^a-z0-9]+", "-", f"ace-{info.target_class}".lower()).strip("-")
