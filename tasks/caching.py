@@ -34,7 +34,7 @@ def _source_digest(fn) -> str:
     return hashlib.sha256(src.encode()).hexdigest()[:16]
 
 
-def params_cache_key(context: Any, parameters: dict[str, Any]) -> str | None:
+def params_cache_key(context: Any, parameters: dict[str, Any]) -> str:
     """Prefect ``cache_key_fn``: the task's name and source and its small parameters (content keys, paths)."""
     task = context.task
     keyed = {k: v for k, v in parameters.items() if k not in NOT_KEYED}

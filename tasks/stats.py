@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from prefect import task
 from scipy import stats
 
-from ace.tasks.caching import params_cache_key
+from ace.tasks.caching import ace_task
 from ace.tasks.cav import RANDOM_DISCOVERY, RandomSetScores
 
 CORRECTIONS = ("none", "bonferroni", "holm", "fdr_bh")
@@ -89,6 +88,6 @@ def random_baseline(results: list[RandomSetScores], layer: str) -> tuple[float, 
     return float(s.mean()), float(s.std()), float(np.mean([r.accuracies[RANDOM_DISCOVERY] for r in rs]))
 
 
-@task(name="statistical-test", cache_key_fn=params_cache_key, persist_result=True)
+@ace_task("statistical-test")
 def stats_task(results: list[RandomSetScores], alpha: float = 0.01, correction: str = "none") -> list[ConceptScore]:
     return significance(results, alpha, correction)
