@@ -15,18 +15,18 @@ from torch import nn
 
 from ace.storage.tables import ArrayTable, TableWriter
 from ace.tasks.caching import ace_task
-from ace.tasks.models import ModelSpec, check_layers, using_model
+from ace.tasks.models import ModelSpec, check_layers, model_device, using_model
 
 
 class _Enough(Exception):
     """Raised by a hook once every wanted activation is captured: skips the rest of the network."""
 
 
-def to_input(batch: np.ndarray, spec: ModelSpec) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> normalised float32 (N, 3, H, W)."""
-    x = torch.from_numpy(np.array(batch, dtype=np.uint8)).permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(spec.mean, dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std, dtype=torch.float32).view(1, 3, 1, 1)
+def to_input(batch: np.ndarray, spec: ModelSpec, device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> normalised float32 (N, 3, H, W) on ``device``."""
+    x = torch.from_numpy(np.array(batch, dtype=np.uint8)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(spec.mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
     return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
 
 
@@ -103,8 +103,8 @@ def class_logit_gradients(model: nn.Module, layers: list[str], x: torch.Tensor, 
     finally:
         for h in handles:
             h.remove()
-    return ({l: g.detach().float().contiguous().numpy() for l, g in zip(layers, grads)},
-            logits.detach().float().numpy())
+    return ({l: g.detach().float().contiguous().cpu().numpy() for l, g in zip(layers, grads)},
+            logits.detach().float().cpu().numpy())
 
 
 def write_activations(spec: ModelSpec, layers: list[str], source_path: str, column: str, outs: list[str],
@@ -119,9 +119,10 @@ def write_activations(spec: ModelSpec, layers: list[str], source_path: str, colu
         for batch in src.iter_batches([column]):
             data = batch[column]
             for start in range(0, len(data), batch_size):
-                acts = layer_activations(model, layers, to_input(data[start:start + batch_size], spec))
+                x = to_input(data[start:start + batch_size], spec, model_device(model))
+                acts = layer_activations(model, layers, x)
                 for layer, w in zip(layers, writers):
-                    a = acts[layer].float().numpy()
+                    a = acts[layer].float().cpu().numpy()
                     w.append(act=a, mean=channel_mean(a).astype(np.float32))
     return outs
 
@@ -138,7 +139,8 @@ def write_gradients(spec: ModelSpec, layers: list[str], images_path: str, class_
         for batch in src.iter_batches(["image"]):
             data = batch["image"]
             for start in range(0, len(data), batch_size):
-                grads, logits = class_logit_gradients(model, layers, to_input(data[start:start + batch_size], spec), class_idx)
+                x = to_input(data[start:start + batch_size], spec, model_device(model))
+                grads, logits = class_logit_gradients(model, layers, x, class_idx)
                 pred = logits.argmax(1).astype(np.int64)
                 for layer, w in zip(layers, writers):
                     w.append(grad=grads[layer].astype(np.float32), predicted=pred,

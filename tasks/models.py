@@ -19,6 +19,7 @@ import difflib
 import functools
 import hashlib
 import json
+import os
 import threading
 import warnings
 from dataclasses import dataclass, replace
@@ -231,7 +232,23 @@ def _cached_model(name: str, path: str | None) -> tuple[nn.Module, dict, str]:
         model = model.to(memory_format=torch.channels_last)
     except Exception:  # pragma: no cover - exotic modules keep their layout
         pass
-    return model, prep, key
+    return model.to(compute_device()), prep, key
+
+
+def compute_device() -> torch.device:
+    """Where models run: ``$ACE_DEVICE`` if set (``cpu``, ``cuda``, ``cuda:1``, ``mps``), else the
+    first CUDA GPU if there is one, else the CPU. Results are cached the same either way."""
+    name = os.environ.get("ACE_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError as e:
+        raise ACEInputError(f"ACE_DEVICE={name!r} is not a torch device: use cpu, cuda or cuda:N") from e
+
+
+def model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
 
 
 def resolve_model(name: str, path: str | None = None, input_size: int | None = None) -> ModelSpec:
@@ -356,7 +373,7 @@ def resolve(model_to_run: str, model_path: str | None, labels_path: str | None, 
     spec = resolve_model(model_to_run, model_path, input_size)
     with using_model(spec) as model, torch.no_grad():
         check_layers(model, list(layers))
-        n_out = model(torch.zeros(1, 3, spec.input_size, spec.input_size)).shape[-1]
+        n_out = model(torch.zeros(1, 3, spec.input_size, spec.input_size, device=model_device(model))).shape[-1]
     if idx >= n_out:
         raise ACEInputError(f"--target_class {target_class!r} is label {idx} of --labels_path, but the model has "
                             f"only {n_out} outputs: use the labels file that belongs to the model")

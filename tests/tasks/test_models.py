@@ -138,3 +138,15 @@ def test_torch_hub_entry_from_a_local_clone_with_weights(tmp_path):
         build_model("hub:nocolon")
     with pytest.raises(ModelWeightsMissing, match="offline"):
         build_model("hub:someone/missing-repo:net")
+
+
+def test_compute_device_from_the_environment(monkeypatch):
+    from ace.tasks.models import compute_device
+
+    monkeypatch.setenv("ACE_DEVICE", "cpu")
+    assert compute_device() == torch.device("cpu")
+    monkeypatch.setenv("ACE_DEVICE", "gpu0")
+    with pytest.raises(ACEInputError, match="ACE_DEVICE"):
+        compute_device()
+    monkeypatch.delenv("ACE_DEVICE")
+    assert compute_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
