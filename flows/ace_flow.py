@@ -62,11 +62,10 @@ def ace_flow(
     ``results_summaries/`` (see :mod:`ace.storage.layout`). Nothing there is deleted.
     """
     wd = WorkDir(working_dir)
-    layers = list(dict.fromkeys(feature_names))
 
     # 1. load images: pick and check them, then decode each set once at the model's input size
-    model = resolve_task(model_to_run, model_path, labels_path, target_class, layers, input_size)
-    spec = model.spec
+    model = resolve_task(model_to_run, model_path, labels_path, target_class, list(feature_names), input_size)
+    spec, layers = model.spec, list(model.layers)
     sets = scan_source_task(source_dir, target_class, num_random_exp, max_imgs, min_imgs)
     all_sets = [sets.discovery, sets.scoring, sets.random_discovery, *sets.randoms]
     image_paths = {}

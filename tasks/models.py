@@ -20,6 +20,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import threading
 import warnings
 from dataclasses import dataclass, replace
@@ -91,7 +92,21 @@ def _strip_prefix(state: dict) -> dict:
     return state
 
 
-def load_weights_file(path: str | Path, model: nn.Module | None) -> nn.Module:
+def load_state(model: nn.Module, state: dict, source: str, ignore: tuple[str, ...] = ()) -> nn.Module:
+    """Load a state dict (``module.`` prefixes and ``{"state_dict": ...}`` wrappers accepted) into
+    ``model``; keys starting with ``ignore`` (auxiliary heads) may be absent or extra."""
+    state = {k: v for k, v in _strip_prefix(state).items() if not (ignore and k.startswith(ignore))}
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise ACEInputError(f"{source} does not fit --model_to_run: {str(e)[:500]}") from e
+    if missing or unexpected:
+        raise ACEInputError(f"{source} does not fit --model_to_run: missing keys {missing[:5]}, "
+                            f"unexpected keys {unexpected[:5]}")
+    return model
+
+
+def load_weights_file(path: str | Path, model: nn.Module | None, ignore: tuple[str, ...] = ()) -> nn.Module:
     """Load ``path`` as TorchScript, a whole pickled module, or a state dict into ``model``."""
     path = Path(path)
     if not path.is_file():
@@ -112,17 +127,12 @@ def load_weights_file(path: str | Path, model: nn.Module | None) -> nn.Module:
         raise ACEInputError(f"--model_path {path} holds a {type(obj).__name__}, not a model or a state dict")
     if model is None:
         raise ACEInputError(f"--model_path {path} is a state dict: also name the architecture with --model_to_run")
-    state = _strip_prefix(obj)
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as e:  # shape mismatches
-        raise ACEInputError(f"--model_path {path} does not fit --model_to_run: {str(e)[:500]}") from e
-    if missing or unexpected:
-        raise ACEInputError(
-            f"--model_path {path} does not fit --model_to_run: missing keys {missing[:5]}, "
-            f"unexpected keys {unexpected[:5]}"
-        )
-    return model
+    return load_state(model, obj, f"--model_path {path}", ignore)
+
+
+# torchvision's ImageNet weights of these two were ported from TensorFlow: they expect
+# transform_input=True, and carry auxiliary heads that ACE does not use
+_AUX_HEADS = {"googlenet": ("aux1.", "aux2."), "inception_v3": ("AuxLogits.",)}
 
 
 def _torchvision_model(name: str, path: str | None) -> tuple[nn.Module, dict]:
@@ -133,10 +143,11 @@ def _torchvision_model(name: str, path: str | None) -> tuple[nn.Module, dict]:
     tf = default.transforms()
     size = int(tf.crop_size[0])
     prep = {"input_size": size, "mean": tuple(tf.mean), "std": tuple(tf.std)}
-    kwargs = {"aux_logits": False, "init_weights": False} if name in ("inception_v3", "googlenet") else {}
+    ignore = _AUX_HEADS.get(name, ())
+    kwargs = {"aux_logits": False, "init_weights": False, "transform_input": True} if ignore else {}
     model = torchvision.models.get_model(name, weights=None, **kwargs)
     if path:
-        return load_weights_file(path, model), prep
+        return load_weights_file(path, model, ignore), prep
     filename = Path(default.url).name
     cached = _hub_dir() / "checkpoints" / filename
     if not cached.is_file():
@@ -146,8 +157,7 @@ def _torchvision_model(name: str, path: str | None) -> tuple[nn.Module, dict]:
             f"or pass --model_path FILE with a saved state dict, whole module or TorchScript file."
         )
     state = torch.load(cached, map_location="cpu", weights_only=True)
-    model.load_state_dict(_strip_prefix(state))
-    return model, prep
+    return load_state(model, state, str(cached), ignore), prep
 
 
 def _efficientnet_lite0(path: str | None) -> tuple[nn.Module, dict]:
@@ -283,6 +293,37 @@ def get_model(spec: ModelSpec) -> nn.Module:
     return model
 
 
+_INCEPTION_V3_MIXED = ["Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e",
+                       "Mixed_7a", "Mixed_7b", "Mixed_7c"]
+
+
+def layer_alias(layer: str, names: set[str]) -> str | None:
+    """torchvision's name for a layer named as in the original (TensorFlow) ACE models, if the model
+    has it: GoogLeNet ``mixed4c`` -> ``inception4c``; Inception-V3 ``mixed_8`` / ``mixed8`` ->
+    ``Mixed_7a`` (Keras numbering)."""
+    m = re.fullmatch(r"mixed_?(\d[a-e])", layer, re.I)
+    if m and f"inception{m.group(1).lower()}" in names:
+        return f"inception{m.group(1).lower()}"
+    m = re.fullmatch(r"mixed_?(\d+)", layer, re.I)
+    if m and int(m.group(1)) < len(_INCEPTION_V3_MIXED) and _INCEPTION_V3_MIXED[int(m.group(1))] in names:
+        return _INCEPTION_V3_MIXED[int(m.group(1))]
+    return None
+
+
+def canonical_layers(model: nn.Module, layers: list[str]) -> list[str]:
+    """``layers`` with the original ACE's TensorFlow names replaced by the model's own (with a
+    warning); then checked by :func:`check_layers`."""
+    names = {n for n, _ in model.named_modules() if n}
+    out = []
+    for layer in layers:
+        alias = None if layer in names else layer_alias(layer, names)
+        if alias:
+            warnings.warn(f"--feature_names {layer!r} is called {alias!r} in this model: using {alias!r}")
+        out.append(alias or layer)
+    check_layers(model, out)
+    return list(dict.fromkeys(out))
+
+
 def check_layers(model: nn.Module, layers: list[str]) -> None:
     """Raise :class:`ACEInputError` naming close matches for any unknown layer name."""
     names = [n for n, _ in model.named_modules() if n]
@@ -372,7 +413,7 @@ def resolve(model_to_run: str, model_path: str | None, labels_path: str | None, 
     idx = class_index(labels, target_class)
     spec = resolve_model(model_to_run, model_path, input_size)
     with using_model(spec) as model, torch.no_grad():
-        check_layers(model, list(layers))
+        layers = canonical_layers(model, list(layers))
         n_out = model(torch.zeros(1, 3, spec.input_size, spec.input_size, device=model_device(model))).shape[-1]
     if idx >= n_out:
         raise ACEInputError(f"--target_class {target_class!r} is label {idx} of --labels_path, but the model has "

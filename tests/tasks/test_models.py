@@ -150,3 +150,27 @@ def test_compute_device_from_the_environment(monkeypatch):
         compute_device()
     monkeypatch.delenv("ACE_DEVICE")
     assert compute_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_original_tensorflow_layer_names_map_to_torchvision():
+    import torchvision
+
+    from ace.tasks.models import canonical_layers, layer_alias
+
+    g = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False)
+    with pytest.warns(UserWarning, match="'inception4c'"):
+        assert canonical_layers(g, ["mixed4c", "inception4c", "inception5b"]) == ["inception4c", "inception5b"]
+    names = {"Mixed_7a", "Mixed_6e"}
+    assert layer_alias("mixed_8", names) == "Mixed_7a" and layer_alias("mixed7", names) == "Mixed_6e"
+    assert layer_alias("mixed_9", names) is None and layer_alias("layer3", names) is None
+
+
+def test_googlenet_weights_with_aux_heads_load(tmp_path):
+    import torchvision
+
+    ref = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True)
+    torch.save(ref.state_dict(), tmp_path / "g.pth")  # as torchvision ships it: with aux1/aux2
+    model, prep = build_model("googlenet", str(tmp_path / "g.pth"))
+    assert model.aux1 is None and model.transform_input and prep["input_size"] == 224
+    ref_sd = {k: v for k, v in ref.state_dict().items() if not k.startswith("aux")}
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in ref_sd.items())
