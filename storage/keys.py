@@ -44,9 +44,3 @@ def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
             h.update(block)
     return h.hexdigest()[:KEY_LEN]
 
-
-def bytes_digest(*blobs: bytes) -> str:
-    h = hashlib.sha256()
-    for b in blobs:
-        h.update(b)
-    return h.hexdigest()[:KEY_LEN]

@@ -88,7 +88,6 @@ def score_random_set(concepts_path: str, concept_acts_path: str, random_discover
     ca = ArrayTable(concept_acts_path)
     neg = ArrayTable(random_acts).read("act")
     grads = ArrayTable(grads_path).read("grad")
-    names, dirs, accs, scores = [], [], [], []
     positives = []
     if concepts:
         acts, which = ca.read("act"), np.asarray(ca.read("concept"))
@@ -96,11 +95,10 @@ def score_random_set(concepts_path: str, concept_acts_path: str, random_discover
     positives.append((RANDOM_DISCOVERY, ArrayTable(random_discovery_acts).read("act")))
     # SGD releases the GIL: threads train several CAVs at once
     fitted = Parallel(n_jobs=n_jobs, prefer="threads")(delayed(train_cav)(pos, neg, seed=seed) for _, pos in positives)
-    for (name, _), (d, acc) in zip(positives, fitted):
-        names.append(name)
-        dirs.append(d)
-        accs.append(acc)
-        scores.append(tcav_score(grads, d))
+    names = [name for name, _ in positives]
+    dirs = [d for d, _ in fitted]
+    accs = [acc for _, acc in fitted]
+    scores = [tcav_score(grads, d) for d in dirs]
     with atomic_path(out) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, names=np.array(names), cavs=np.stack(dirs), accuracies=np.array(accs), scores=np.array(scores),
