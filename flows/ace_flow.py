@@ -17,10 +17,12 @@ content keys of its inputs, so a second run recomputes nothing and a run that ch
 from typing import Optional
 
 from prefect import flow, unmapped
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from ace.storage.keys import content_key
 from ace.storage.layout import WorkDir
-from ace.tasks.caching import fresh
+from ace.flows.runs import tracked_run
+from ace.tasks.caching import fresh, map_fresh
 from ace.tasks.cav import cav_task, concept_acts_task
 from ace.tasks.cluster import cluster_task, filter_task
 from ace.tasks.embed import embed_task, gradients_task
@@ -30,9 +32,10 @@ from ace.tasks.patches import patches_task
 from ace.tasks.report import RunInfo, report_task
 from ace.tasks.stats import stats_task
 from ace.tasks.superpixels import superpixels_task
+from ace.tasks.validate import check_parameters
 
 
-@flow(name="ace", log_prints=True, validate_parameters=True)
+@flow(name="ace", log_prints=True, validate_parameters=True, task_runner=ThreadPoolTaskRunner(max_workers=1))
 def ace_flow(
     target_class: str,
     source_dir: str,
@@ -54,14 +57,26 @@ def ace_flow(
     input_size: Optional[int] = None,
     batch_size: int = 32,
     seed: int = 0,
-    n_jobs: int = 1,
+    n_jobs: Optional[int] = None,
 ) -> str:
     """Explain ``target_class`` of a model with ACE; returns the path of ``ace_results.txt``.
 
-    Writes, under ``working_dir``: ``acts/``, ``cavs/``, ``cache/``, ``concepts/``, ``results/`` and
-    ``results_summaries/`` (see :mod:`ace.storage.layout`). Nothing there is deleted.
+    Writes, under ``working_dir``: the shared caches ``acts/``, ``cavs/``, ``cache/`` and the class's
+    report in ``classes/<target_class>/`` (see :mod:`ace.storage.layout`). Nothing there is deleted.
+    ``n_jobs`` (cores per task) defaults to all cores, shared among the task runner's workers.
     """
+    n_jobs = check_parameters(**locals())
     wd = WorkDir(working_dir)
+    with tracked_run(working_dir):
+        return _explain(wd, target_class, source_dir, model_to_run, model_path, labels_path, list(feature_names),
+                        num_random_exp, max_imgs, min_imgs, superpixel_method, clustering_method, n_clusters, fill,
+                        alpha if stat_testing_filter else 1.0, correction, input_size, batch_size, seed, n_jobs)
+
+
+def _explain(wd: WorkDir, target_class: str, source_dir: str, model_to_run: str, model_path: Optional[str],
+             labels_path: Optional[str], feature_names: list[str], num_random_exp: int, max_imgs: int, min_imgs: int,
+             superpixel_method: str, clustering_method: str, n_clusters: int, fill: str, alpha: float,
+             correction: str, input_size: Optional[int], batch_size: int, seed: int, n_jobs: int) -> str:
 
     # 1. load images: pick and check them, then decode each set once at the model's input size
     model = resolve_task(model_to_run, model_path, labels_path, target_class, list(feature_names), input_size)
@@ -106,9 +121,10 @@ def ace_flow(
         emb = acts["superpixels"][layer]
         cl_out = str(wd.clusters(layer, content_key(emb, clustering_method, n_clusters, seed)))
         clusters = fresh(cluster_task, cl_out)(emb, clustering_method, n_clusters, seed, cl_out)
-        co_out = str(wd.concepts_cache(layer, content_key(clusters, patches, len(sets.discovery), min_imgs, max_imgs)))
-        concepts[layer] = fresh(filter_task, co_out)(clusters, patches, layer, len(sets.discovery), min_imgs,
-                                                     max_imgs, co_out)
+        co_out = str(wd.concepts_cache(layer, content_key(clusters, patches, target_class, len(sets.discovery),
+                                                          min_imgs, max_imgs)))
+        concepts[layer] = fresh(filter_task, co_out)(clusters, patches, layer, target_class, len(sets.discovery),
+                                                     min_imgs, max_imgs, co_out)
         ca_out = str(wd.acts(layer, content_key("concepts", concepts[layer], emb)))
         concept_acts[layer] = fresh(concept_acts_task, ca_out)(concepts[layer], emb, ca_out)
 
@@ -118,19 +134,21 @@ def ace_flow(
     cav_outs = [str(wd.cavs(layer, r, content_key(concept_acts[layer], acts[null][layer], acts[r][layer],
                                                   grads[layer], seed)))
                 for layer, r in jobs]
-    scores = fresh(cav_task, cav_outs).map(
-        [concepts[layer] for layer, _ in jobs], [concept_acts[layer] for layer, _ in jobs],
-        [acts[null][layer] for layer, _ in jobs], [acts[r][layer] for layer, r in jobs],
-        [grads[layer] for layer, _ in jobs], [layer for layer, _ in jobs], [r for _, r in jobs],
-        unmapped(seed), cav_outs, unmapped(n_jobs),
-    ).result()
+    futures = map_fresh(
+        cav_task, cav_outs, concepts_path=[concepts[layer] for layer, _ in jobs],
+        concept_acts_path=[concept_acts[layer] for layer, _ in jobs],
+        random_discovery_acts=[acts[null][layer] for layer, _ in jobs], random_acts=[acts[r][layer] for layer, r in jobs],
+        grads_path=[grads[layer] for layer, _ in jobs], layer=[layer for layer, _ in jobs],
+        random_set=[r for _, r in jobs], seed=unmapped(seed), n_jobs=unmapped(n_jobs),
+    )
+    scores = [f.result() for f in futures]
 
     # 7. statistical test against random_discovery, then the report
-    tested = stats_task(scores, alpha if stat_testing_filter else 1.0, correction)
+    tested = stats_task(scores, alpha, correction)
     info = RunInfo(target_class, model.class_idx, model_to_run, tuple(layers), num_random_exp, len(sets.discovery),
-                   len(sets.scoring), alpha if stat_testing_filter else 1.0, correction)
-    stamp = str(wd.report_stamp(content_key(info, scores, tested, concepts, patches, grads, fill_rgb)))
-    summary = fresh(report_task, stamp)(working_dir, info, tested, scores, concepts, discovery_images, segments,
+                   len(sets.scoring), alpha, correction)
+    stamp = str(wd.report_stamp(target_class, content_key(info, scores, tested, concepts, patches, grads, fill_rgb)))
+    summary = fresh(report_task, stamp)(wd.root, info, tested, scores, concepts, discovery_images, segments,
                                         patches, grads[layers[0]], list(sets.discovery.files), fill_rgb, stamp)
     kept = sum(t.significant for t in tested)
     print(f"ACE found {kept} significant concepts of {len(tested)} for '{target_class}'. Report: {summary}")

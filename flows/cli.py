@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -53,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="explain a class of a model with ACE")
     _add(run, "source_dir", required=True, help="folder with <target_class>/, random_discovery/, random500_<i>/")
     _add(run, "working_dir", required=True, help="where caches and results go (never deleted)")
-    _add(run, "target_class", required=True, help="class to explain, as named in the labels file")
+    _add(run, "target_class", "target_classes", dest="target_class", nargs="+", required=True,
+         help="class(es) to explain, as named in the labels file; several run as one parent flow, one subflow each")
     _add(run, "model_to_run", default="googlenet",
          help="torchvision model name, efficientnet_lite0, ace_demo_cnn, hub:owner/repo:entry or a model file")
     _add(run, "model_path", default=None, help="weights: a state dict, a whole saved module or a TorchScript file")
@@ -102,9 +104,10 @@ def n_jobs(args: argparse.Namespace) -> int:
 
 
 def run_kwargs(args: argparse.Namespace) -> dict:
-    layers = [n for item in args.feature_names for n in item.split(",") if n]
+    layers = [n.strip() for item in args.feature_names for n in item.split(",") if n.strip()]
+    classes = list(dict.fromkeys(args.target_class))
     return dict(
-        target_class=args.target_class, source_dir=str(Path(args.source_dir).resolve()),
+        target_class=classes[0] if len(classes) == 1 else classes, source_dir=str(Path(args.source_dir).resolve()),
         working_dir=str(Path(args.working_dir).resolve()), model_to_run=args.model_to_run,
         model_path=args.model_path, labels_path=args.labels_path, feature_names=layers,
         num_random_exp=args.num_random_exp, max_imgs=args.max_imgs, min_imgs=args.min_imgs,
@@ -117,8 +120,9 @@ def run_kwargs(args: argparse.Namespace) -> dict:
 
 def demo_kwargs(working_dir: str) -> dict:
     from ace.tasks.demo import DEMO_CLASS, DEMO_LAYER, make_world
+    from ace.tasks.validate import check_working_dir
 
-    wd = Path(working_dir).resolve()
+    wd = check_working_dir(Path(working_dir).resolve())
     world = wd / "world"
     if not (world / "labels.txt").is_file():
         make_world(world, num_random_sets=DEMO_DEFAULTS["num_random_exp"])
@@ -126,22 +130,73 @@ def demo_kwargs(working_dir: str) -> dict:
                 model_path=None, labels_path=str(world / "labels.txt"), feature_names=[DEMO_LAYER], **DEMO_DEFAULTS)
 
 
+class _QuietConsole(logging.Filter):
+    """On the terminal: bad input as one line (its traceback stays in the Prefect logs), and no
+    tracebacks from the temporary server's shutdown after a successful run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from ace.tasks.errors import ACEInputError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        while exc is not None and not isinstance(exc, ACEInputError):
+            exc = exc.__cause__ or exc.__context__
+        if exc is not None:
+            record.exc_info, record.exc_text = None, None
+        if record.name.startswith(("prefect.server", "uvicorn")) and record.levelno >= logging.ERROR:
+            return False  # the temporary server's own troubles at shutdown ("Error flushing events")
+        return True
+
+
+def quiet_console() -> None:
+    """Install :class:`_QuietConsole` on the console handlers Prefect configured."""
+    import prefect.logging.configuration  # noqa: F401 - configures logging on import
+
+    quiet = _QuietConsole()
+    for logger in [logging.getLogger(), *(logging.getLogger(n) for n in ("uvicorn", "fastapi", "prefect"))]:
+        for h in logger.handlers:
+            h.addFilter(quiet)
+
+
+def _error(message: str) -> int:
+    print(f"ace: error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _prefect_env()
-    from ace.flows.ace_flow import ace_flow
     from ace.tasks.errors import ACEInputError
+    from ace.tasks.validate import check_parameters
 
-    kwargs = run_kwargs(args) if args.command == "run" else demo_kwargs(args.working_dir)
-    kwargs["n_jobs"] = n_jobs(args)
-    flow = ace_flow.with_options(task_runner=task_runner(args.num_parallel_runs, args.dask_address))
     try:
-        summary = flow(**kwargs)
+        kwargs = run_kwargs(args) if args.command == "run" else demo_kwargs(args.working_dir)
+        kwargs["n_jobs"] = n_jobs(args)
+        check_parameters(**kwargs)
     except ACEInputError as e:
-        print(f"ace: error: {e}", file=sys.stderr)
-        return 2
+        return _error(str(e))
+    quiet_console()
+    runner = task_runner(args.num_parallel_runs, args.dask_address)
+    if isinstance(kwargs["target_class"], list):
+        from ace.flows.classes import ace_classes_flow, summary_table
+
+        kwargs["target_classes"] = kwargs.pop("target_class")
+        try:
+            results = ace_classes_flow.with_options(task_runner=runner)(**kwargs)
+        except ACEInputError as e:
+            return _error(str(e))
+        failed = [r for r in results if r.status != "done"]
+        print(summary_table(results))
+        for r in failed:
+            print(f"ace: error: class {r.target_class!r}: {r.error}", file=sys.stderr)
+        return 2 if failed else 0
+    from ace.flows.ace_flow import ace_flow
+
+    try:
+        summary = ace_flow.with_options(task_runner=runner)(**kwargs)
+    except ACEInputError as e:
+        return _error(str(e))
     print(f"Report: {summary}")
-    print(f"Concept galleries: {Path(kwargs['working_dir']) / 'results'}")
+    print(f"Concept galleries: {Path(summary).parent.parent / 'results'}")
     return 0
 
 

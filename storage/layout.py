@@ -1,18 +1,29 @@
 """The layout of an ACE working directory.
 
-    <working_dir>/
-      acts/<layer>/<key>.parquet          activations (full tensor and channel mean) per image set
-      acts/grads/<layer>/<key>.parquet    class-logit gradients of the scoring images
-      cache/images/<key>.parquet          decoded, resized uint8 images of one image set
-      cache/segments/<key>.parquet        kept superpixel masks of the discovery images
-      cache/patches/<key>.parquet         superpixels (uint8, model input size)
-      cache/clusters/<layer>/<key>.parquet cluster label and distance to centre per superpixel
-      cache/concepts/<layer>/<key>.json   clusters kept as concepts
-      cavs/<layer>/<random set>-<key>.npz CAVs of every concept against one random set
-      concepts/images/                    the discovery images
-      concepts/<layer>_concept<k>/        each concept's superpixels and patches
-      results/<layer>.png                 concept galleries
-      results_summaries/ace_results.txt   TCAV mean, std, p-value and CAV accuracy per concept
+Shared by every class explained in it (computed once, keyed by content):
+
+    acts/<layer>/<key>.parquet           activations (full tensor and channel mean) per image set
+    acts/grads/<layer>/<key>.parquet     class-logit gradients of the scoring images
+    cache/images/<key>.parquet           decoded, resized uint8 images of one image set
+    cache/segments/<key>.parquet         kept superpixel masks of the discovery images
+    cache/patches/<key>.parquet          superpixels (uint8, model input size)
+    cache/clusters/<layer>/<key>.parquet cluster label and distance to centre per superpixel
+    cache/concepts/<layer>/<key>.json    clusters kept as concepts
+    cavs/<layer>/<random set>-<key>.npz  CAVs of every concept against one random set
+    locks/                               lock files (one process computes a shared result)
+    runs/                                flow runs in progress (to mark those of dead processes Crashed)
+
+One folder per class, written as a whole and replaced atomically by the next run of that class:
+
+    classes/<class>/results_summaries/ace_results.txt   TCAV mean, std, p-value and CAV accuracy
+    classes/<class>/results_summaries/ace_results.json  the same, with every per-random-set score
+    classes/<class>/results/<layer>.png                 concept galleries
+    classes/<class>/concepts/images/                    the discovery images
+    classes/<class>/concepts/<layer>_<class>_concept<k>/  each concept's superpixels and patches
+
+    results_summaries/ace_results.txt    a link to the report of the first class explained here,
+                                         where the original script's users look for it
+    results_summaries/classes.tsv        every class explained here: status and report path
 
 Nothing here deletes the working directory; files are only ever replaced atomically.
 """
@@ -61,8 +72,40 @@ class WorkDir:
     def cavs(self, layer: str, random_set: str, key: str) -> Path:
         return self.path / "cavs" / safe_name(layer) / f"{safe_name(random_set)}-{key}.npz"
 
-    def report_stamp(self, key: str) -> Path:
-        return self.path / "cache" / "reports" / f"{key}.json"
+    def lock(self, key: str) -> Path:
+        return self.path / "locks" / f"{key}.lock"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.path / "runs"
+
+    def report_stamp(self, target_class: str, key: str) -> Path:
+        return self.path / "cache" / "reports" / safe_name(target_class) / f"{key}.json"
+
+    def target(self, target_class: str) -> "ClassDir":
+        """The folder of one class's report."""
+        return ClassDir(str(self.path / "classes" / safe_name(target_class)), target_class)
+
+    @property
+    def legacy_summary(self) -> Path:
+        """Where the original script wrote its summary (a link to the first class's here)."""
+        return self.path / "results_summaries" / "ace_results.txt"
+
+    @property
+    def class_index(self) -> Path:
+        return self.path / "results_summaries" / "classes.tsv"
+
+
+@dataclass(frozen=True)
+class ClassDir:
+    """The report of one class: written as a whole folder, replaced atomically."""
+
+    root: str
+    target_class: str
+
+    @property
+    def path(self) -> Path:
+        return Path(self.root)
 
     @property
     def concept_dir(self) -> Path:
@@ -79,3 +122,17 @@ class WorkDir:
     @property
     def summary_json(self) -> Path:
         return self.path / "results_summaries" / "ace_results.json"
+
+    def rebased(self, root: str | Path) -> "ClassDir":
+        """The same layout under another root (the temporary folder the report is written in)."""
+        return ClassDir(str(root), self.target_class)
+
+
+def concept_name(target_class: str, k: int) -> str:
+    """The original ACE's concept name, ``<class>_concept<k>`` (k from 1)."""
+    return f"{safe_name(target_class)}_concept{k}"
+
+
+def concept_folder(layer: str, concept: str) -> str:
+    """``<layer>_<class>_concept<k>``, as the original ACE named concept folders."""
+    return safe_name(f"{layer}_{concept}")

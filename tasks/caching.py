@@ -18,6 +18,7 @@ from typing import Any
 
 from prefect import task
 
+from ace.storage.atomic import file_lock
 from ace.storage.keys import content_key
 
 CACHE_VERSION = "1"
@@ -41,15 +42,39 @@ def params_cache_key(context: Any, parameters: dict[str, Any]) -> str:
     return content_key(CACHE_VERSION, task.name, _source_digest(task.fn), keyed)
 
 
+def _outs(out) -> list[str]:
+    return list(out) if isinstance(out, (list, tuple)) else [out]
+
+
 def outputs_exist(out: str | list[str] | tuple[str, ...]) -> bool:
-    outs = out if isinstance(out, (list, tuple)) else [out]
-    return all(Path(o).exists() for o in outs)
+    return all(Path(o).exists() for o in _outs(out))
 
 
 def fresh(task_obj, out):
     """``task_obj`` itself when its output ``out`` exists, else a copy that ignores (and rewrites)
     its cache record."""
     return task_obj if outputs_exist(out) else task_obj.with_options(refresh_cache=True)
+
+
+def map_fresh(task_obj, outs: list, **kwargs) -> list:
+    """``task_obj.map`` where each mapped run is checked on its own output: runs whose file exists
+    use their cache record, the others refresh it (so after a crash only unfinished work reruns).
+
+    ``kwargs`` are lists (one value per run, like ``outs``, passed as ``out``) or ``unmapped(...)``.
+    Returns the futures in the order of ``outs``."""
+    from prefect import unmapped
+
+    groups: dict[bool, list[int]] = {}
+    for i, o in enumerate(outs):
+        groups.setdefault(outputs_exist(o), []).append(i)
+    futures: list = [None] * len(outs)
+    for exists, idx in groups.items():
+        args = {k: v if isinstance(v, unmapped) else [v[i] for i in idx] for k, v in kwargs.items()}
+        mapped = (task_obj if exists else task_obj.with_options(refresh_cache=True)).map(
+            **args, out=[outs[i] for i in idx])
+        for i, f in zip(idx, mapped):
+            futures[i] = f
+    return futures
 
 
 def retry_unless_input_error(task, task_run, state) -> bool:
@@ -76,16 +101,34 @@ CACHED = dict(cache_key_fn=params_cache_key, persist_result=True, retries=1, ret
               retry_condition_fn=retry_unless_input_error)
 
 
-def ace_task(name: str, **options):
-    """``@task(name=..., **CACHED)`` around a step, handing freed memory back to the OS after each run
-    that did work (cached runs never enter the body)."""
+def _returns_out(out):
+    return out
+
+
+def ace_task(name: str, load=_returns_out, **options):
+    """``@task(name=..., **CACHED)`` around a step whose last parameter ``out`` names its output(s).
+
+    The body runs under a lock on ``out`` shared by every process on the working directory: when
+    two runs want the same result, one computes it and the other waits and then reads it with
+    ``load(out)`` (the step's return value rebuilt from its files; by default ``out`` itself).
+    Output that already exists (a run killed after writing it, before Prefect recorded it) is read
+    the same way. Freed memory goes back to the OS after each run that did work."""
     options = {**CACHED, **options}
 
     def decorate(fn):
+        params = list(inspect.signature(fn).parameters)
+
         @functools.wraps(fn)
         def body(*args, **kwargs):
+            out = dict(zip(params, args), **kwargs).get("out")
             try:
-                return fn(*args, **kwargs)
+                if out is None:  # nothing written: nothing to share
+                    return fn(*args, **kwargs)
+                first = Path(_outs(out)[0])
+                with file_lock(first.with_name(f".{first.name}.lock")):
+                    if outputs_exist(out):
+                        return load(out)
+                    return fn(*args, **kwargs)
             finally:
                 release_memory()
 

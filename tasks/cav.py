@@ -103,7 +103,8 @@ def score_random_set(concepts_path: str, concept_acts_path: str, random_discover
         with open(tmp, "wb") as f:
             np.savez(f, names=np.array(names), cavs=np.stack(dirs), accuracies=np.array(accs), scores=np.array(scores),
                      layer=layer, random_set=random_set)
-    return RandomSetScores(layer, random_set, dict(zip(names, scores)), dict(zip(names, accs)), out)
+    return RandomSetScores(layer, random_set, dict(zip(names, map(float, scores))), dict(zip(names, map(float, accs))),
+                           out)
 
 
 @ace_task("concept-activations")
@@ -111,7 +112,15 @@ def concept_acts_task(concepts_path: str, acts_path: str, out: str) -> str:
     return write_concept_acts(concepts_path, acts_path, out)
 
 
-@ace_task("cav-tcav")
+def read_random_set_scores(out: str) -> RandomSetScores:
+    """The :class:`RandomSetScores` saved by :func:`score_random_set` at ``out``."""
+    with np.load(out) as z:
+        names = [str(n) for n in z["names"]]
+        return RandomSetScores(str(z["layer"]), str(z["random_set"]), dict(zip(names, map(float, z["scores"]))),
+                               dict(zip(names, map(float, z["accuracies"]))), out)
+
+
+@ace_task("cav-tcav", load=read_random_set_scores)
 def cav_task(concepts_path: str, concept_acts_path: str, random_discovery_acts: str, random_acts: str,
              grads_path: str, layer: str, random_set: str, seed: int, out: str, n_jobs: int = 1) -> RandomSetScores:
     return score_random_set(concepts_path, concept_acts_path, random_discovery_acts, random_acts, grads_path,

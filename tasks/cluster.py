@@ -9,6 +9,7 @@ import numpy as np
 from sklearn import cluster as skcluster
 from sklearn.metrics import pairwise_distances
 
+from ace.storage.layout import concept_name
 from ace.storage.atomic import write_text
 from ace.storage.tables import ArrayTable, write_table
 from ace.tasks.caching import ace_task
@@ -78,15 +79,16 @@ class Concept:
 
 
 def filter_concepts(labels: np.ndarray, cost: np.ndarray, image_index: np.ndarray, n_discovery: int,
-                    min_imgs: int, max_imgs: int, layer: str) -> list[Concept]:
-    """Clusters that pass :func:`is_concept`, named ``<layer>_concept<k>`` (k from 1)."""
+                    min_imgs: int, max_imgs: int, target_class: str) -> list[Concept]:
+    """Clusters that pass :func:`is_concept`, named ``<target_class>_concept<k>`` (k from 1), as the
+    original ACE named them."""
     concepts = []
     for c in range(int(labels.max()) + 1 if len(labels) else 0):
         idx = np.nonzero(labels == c)[0]
         u = len(np.unique(image_index[idx]))
         if is_concept(len(idx), u, n_discovery, min_imgs):
             order = idx[np.argsort(cost[idx], kind="stable")][:max_imgs]
-            name = f"{layer}_concept{len(concepts) + 1}"
+            name = concept_name(target_class, len(concepts) + 1)
             concepts.append(Concept(name, c, int(len(idx)), int(u), tuple(int(i) for i in order)))
     return concepts
 
@@ -99,13 +101,13 @@ def write_clusters(acts_path: str, method: str, n_clusters: int, seed: int, out:
     return out
 
 
-def write_concepts(clusters_path: str, patches_path: str, layer: str, n_discovery: int, min_imgs: int,
-                   max_imgs: int, out: str) -> str:
-    """Keep the clusters that pass the filter; write them as ``<layer>_concept<k>`` JSON."""
+def write_concepts(clusters_path: str, patches_path: str, layer: str, target_class: str, n_discovery: int,
+                   min_imgs: int, max_imgs: int, out: str) -> str:
+    """Keep the clusters that pass the filter; write them as ``<target_class>_concept<k>`` JSON."""
     t = ArrayTable(clusters_path)
     labels, cost = t.read("label"), t.read("cost")
     image_index = np.asarray(ArrayTable(patches_path).read("image_index"))
-    concepts = filter_concepts(labels, cost, image_index, n_discovery, min_imgs, max_imgs, layer)
+    concepts = filter_concepts(labels, cost, image_index, n_discovery, min_imgs, max_imgs, target_class)
     write_text(out, json.dumps({"layer": layer, "n_superpixels": int(len(labels)),
                                 "concepts": [asdict(c) for c in concepts]}, indent=1))
     return out
@@ -123,6 +125,6 @@ def cluster_task(acts_path: str, method: str, n_clusters: int, seed: int, out: s
 
 
 @ace_task("filter-concepts")
-def filter_task(clusters_path: str, patches_path: str, layer: str, n_discovery: int, min_imgs: int, max_imgs: int,
-                out: str) -> str:
-    return write_concepts(clusters_path, patches_path, layer, n_discovery, min_imgs, max_imgs, out)
+def filter_task(clusters_path: str, patches_path: str, layer: str, target_class: str, n_discovery: int, min_imgs: int,
+                max_imgs: int, out: str) -> str:
+    return write_concepts(clusters_path, patches_path, layer, target_class, n_discovery, min_imgs, max_imgs, out)

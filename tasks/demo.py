@@ -146,13 +146,19 @@ DEMO_PREP = {"input_size": SIZE, "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.
 
 
 def load_demo_model(path: str | None = None) -> tuple[nn.Module, dict]:
-    model = DemoCNN()
-    weights = Path(path) if path else WEIGHTS
-    if not weights.is_file():
-        from ace.tasks.errors import ModelWeightsMissing
+    from ace.tasks.errors import ModelWeightsMissing
+    from ace.tasks.models import load_weights_file
 
-        raise ModelWeightsMissing(f"demo weights {weights} are missing: run scripts/train_demo_model.py")
-    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    model = DemoCNN()
+    if path:
+        if not Path(path).is_file():
+            raise ModelWeightsMissing(f"--model_path {path} does not exist: leave it out to use the demo CNN's "
+                                      f"shipped weights ({WEIGHTS}), or pass a state dict of the demo CNN")
+        return load_weights_file(path, model), dict(DEMO_PREP)
+    if not WEIGHTS.is_file():
+        raise ModelWeightsMissing(f"the demo CNN's weights {WEIGHTS} are missing from the installed package: "
+                                  "reinstall ace-flow, or run scripts/train_demo_model.py to remake them")
+    model.load_state_dict(torch.load(WEIGHTS, map_location="cpu", weights_only=True))
     return model, dict(DEMO_PREP)
 
 

@@ -1,7 +1,9 @@
 """Step 1: find, check and load the images (RGB, resized to the model's input, uint8).
 
-Greyscale, palette and RGBA images are converted to RGB (the original ACE silently dropped them).
-Corrupt files are skipped with a warning naming the file.
+Greyscale, palette and RGBA images are converted to RGB (the original ACE silently dropped them);
+16-bit images are scaled to 8 bits (not clipped to white); EXIF orientation is applied. Corrupt
+files are skipped with a warning naming the file. Images over Pillow's decompression-bomb limit and
+file names that are not UTF-8 are errors naming the file (``ACE_MAX_IMAGE_PIXELS`` raises the limit).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from prefect import task
 
 from ace.storage.keys import content_key, file_digest
@@ -43,7 +45,59 @@ def list_image_files(folder: str | Path, flag: str = "--source_dir") -> list[Pat
     folder = Path(folder)
     if not folder.is_dir():
         raise ACEInputError(f"image folder {folder} does not exist: check {flag} (see README, 'Source layout')")
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    for p in files:
+        try:
+            p.name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ACEInputError(f"the file name {os.fsencode(p.name)!r} in {folder} is not valid UTF-8: "
+                                "rename the file") from None
+    return files
+
+
+def _pixel_limit() -> int | None:
+    value = os.environ.get("ACE_MAX_IMAGE_PIXELS")
+    if value is None:
+        return Image.MAX_IMAGE_PIXELS
+    return int(value) if value.strip() not in ("", "0", "none", "None") else None
+
+
+def open_image(path: str | Path) -> Image.Image:
+    """Open an image (lazily); one over the decompression-bomb limit is an error naming it."""
+    limit = _pixel_limit()
+    Image.MAX_IMAGE_PIXELS = limit  # Pillow's own check (an error at twice the limit) follows ours
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except Image.DecompressionBombError:
+        im = None
+    w, h = im.size if im is not None else (0, 0)
+    if im is None:
+        raise ACEInputError(f"image {path} is over the limit of {limit:,} pixels that guards against "
+                            "decompression bombs: shrink or remove it, or raise the limit with "
+                            "ACE_MAX_IMAGE_PIXELS=<pixels>")
+    if limit is not None and w * h > limit:
+        im.close()
+        raise ACEInputError(f"image {path} is {w}x{h} = {w * h:,} pixels, over the limit of {limit:,} that guards "
+                            "against decompression bombs: shrink or remove it, or raise the limit with "
+                            "ACE_MAX_IMAGE_PIXELS=<pixels>")
+    return im
+
+
+def to_rgb(im: Image.Image, path: str | Path = "") -> Image.Image:
+    """RGB with EXIF orientation applied; 16-bit and 32-bit greyscale scaled to 8 bits (Pillow's own
+    conversion clips them, so a 16-bit photo would come out nearly white)."""
+    im = ImageOps.exif_transpose(im)
+    if im.mode.startswith("I;16") or im.mode in ("I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        if im.mode.startswith("I;16") or (im.mode == "I" and a.max(initial=0) > 255):
+            a = a / 257.0
+            warnings.warn(f"{path}: 16-bit image scaled to 8 bits")
+        elif im.mode == "F" and a.max(initial=0) <= 1.0:
+            a = a * 255.0
+        im = Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8), "L")
+    return im.convert("RGB")
 
 
 def decode_image(path: str | Path, size: int, resize: str = "squash") -> np.ndarray:
@@ -52,8 +106,10 @@ def decode_image(path: str | Path, size: int, resize: str = "squash") -> np.ndar
     ``resize="squash"`` resizes straight to size x size (bilinear, as the original ACE);
     ``"center_crop"`` resizes the short side to round(size * 256 / 224) and crops the centre.
     """
-    with Image.open(path) as im:
-        im = im.convert("RGB")
+    with open_image(path) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # scan already warned about this file
+            im = to_rgb(im, path)
         if resize == "center_crop":
             short = round(size * 256 / 224)
             w, h = im.size
@@ -71,9 +127,11 @@ def decode_image(path: str | Path, size: int, resize: str = "squash") -> np.ndar
 
 def _usable(path: Path) -> bool:
     try:
-        with Image.open(path) as im:
-            im.convert("RGB").load()
+        with open_image(path) as im:
+            to_rgb(im, path).load()
         return True
+    except ACEInputError:
+        raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         warnings.warn(f"skipping unreadable image {path} ({e}); remove or replace the file")
         return False
@@ -116,6 +174,13 @@ class SourceSets:
     randoms: tuple[ImageSet, ...]
 
 
+def _warn_if_weak(folder: Path, n: int, max_imgs: int) -> None:
+    if n < max(2, max_imgs // 2):
+        warnings.warn(f"{folder} has only {n} usable images (--max_imgs {max_imgs}): CAVs against it are fitted on "
+                      f"{n} examples and the statistical test is weak (concepts may pass it by chance); "
+                      f"add images to reach ~{max_imgs}")
+
+
 def scan_source(source_dir: str, target_class: str, num_random_exp: int, max_imgs: int, min_imgs: int) -> SourceSets:
     """Check the source layout and pick the images of a run (see the spec's 'Inputs')."""
     src = Path(source_dir)
@@ -138,6 +203,7 @@ def scan_source(source_dir: str, target_class: str, num_random_exp: int, max_img
     (random_discovery,) = scan_image_sets(rd_dir, "random_discovery", [max_imgs])
     if len(random_discovery) < 2:
         raise ACEInputError(f"{rd_dir} has {len(random_discovery)} usable images: it needs at least 2 (use ~{max_imgs})")
+    _warn_if_weak(rd_dir, len(random_discovery), max_imgs)
     if num_random_exp < 2:
         raise ACEInputError(f"--num_random_exp {num_random_exp}: the t-test needs at least 2 random sets")
     randoms = []
@@ -151,6 +217,7 @@ def scan_source(source_dir: str, target_class: str, num_random_exp: int, max_img
         (rs,) = scan_image_sets(d, f"random500_{i}", [max_imgs])
         if len(rs) < 2:
             raise ACEInputError(f"{d} has {len(rs)} usable images: a random set needs at least 2 (use ~{max_imgs})")
+        _warn_if_weak(d, len(rs), max_imgs)
         randoms.append(rs)
     return SourceSets(discovery, scoring, random_discovery, tuple(randoms))
 

@@ -119,8 +119,11 @@ def load_weights_file(path: str | Path, model: nn.Module | None, ignore: tuple[s
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:
-        # a whole pickled module: only load files you trust
-        obj = torch.load(path, map_location="cpu", weights_only=False)
+        try:  # a whole pickled module: only load files you trust
+            obj = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:
+            raise ACEInputError(f"--model_path {path} is not a PyTorch file ({type(e).__name__}: {str(e)[:120]}): "
+                                "pass a saved state dict, whole module or TorchScript file") from None
     if isinstance(obj, nn.Module):
         return obj
     if not isinstance(obj, dict):
@@ -352,14 +355,35 @@ def load_labels(path: str | Path | None) -> list[str]:
         else:
             raise ACEInputError(f"--labels_path {path} does not exist: pass imagenet_class_index.json or a "
                                 "text file with one label a line")
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() == ".json":
-        data = json.loads(text)
-        if isinstance(data, dict):
-            items = sorted(data.items(), key=lambda kv: int(kv[0]))
-            return [v[-1] if isinstance(v, list) else str(v) for _, v in items]
-        return [v[-1] if isinstance(v, list) else str(v) for v in data]
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    what = "imagenet_class_index.json or a text file with one label a line"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ACEInputError(f"--labels_path {path} is not a text file (not UTF-8): pass {what}") from None
+    except OSError as e:
+        raise ACEInputError(f"--labels_path {path} cannot be read ({e.strerror}): pass {what}") from None
+    if "\x00" in text:
+        raise ACEInputError(f"--labels_path {path} is a binary file: pass {what}")
+    if path.suffix.lower() == ".json" or text.lstrip()[:1] in ("{", "["):
+        try:
+            data = json.loads(text)
+            if isinstance(data, dict):
+                items = sorted(data.items(), key=lambda kv: int(kv[0]))
+                labels = [v[-1] if isinstance(v, list) else v for _, v in items]
+            elif isinstance(data, list):
+                labels = [v[-1] if isinstance(v, list) else v for v in data]
+            else:
+                raise ValueError("not an object or a list")
+            if not all(isinstance(v, str) for v in labels):
+                raise ValueError("labels must be strings")
+        except (ValueError, TypeError, IndexError) as e:
+            raise ACEInputError(f"--labels_path {path} is not a valid class index ({str(e)[:120]}): pass {what} "
+                                '(JSON like {"0": ["n01440764", "tench"], ...})') from None
+    else:
+        labels = [line.strip() for line in text.splitlines() if line.strip()]
+    if not labels:
+        raise ACEInputError(f"--labels_path {path} holds no labels: pass {what}")
+    return labels
 
 
 def class_index(labels: list[str], target: str) -> int:
@@ -414,7 +438,13 @@ def resolve(model_to_run: str, model_path: str | None, labels_path: str | None, 
     spec = resolve_model(model_to_run, model_path, input_size)
     with using_model(spec) as model, torch.no_grad():
         layers = canonical_layers(model, list(layers))
-        n_out = model(torch.zeros(1, 3, spec.input_size, spec.input_size, device=model_device(model))).shape[-1]
+        try:
+            out = model(torch.zeros(1, 3, spec.input_size, spec.input_size, device=model_device(model)))
+        except RuntimeError as e:
+            raise ACEInputError(f"the model fails on {spec.input_size}x{spec.input_size} images ({str(e)[:200]}): "
+                                "check --input_size, or leave it out to use the model's own size") from None
+        out = out[0] if isinstance(out, (tuple, list)) else getattr(out, "logits", out)
+        n_out = out.shape[-1]
     if idx >= n_out:
         raise ACEInputError(f"--target_class {target_class!r} is label {idx} of --labels_path, but the model has "
                             f"only {n_out} outputs: use the labels file that belongs to the model")

@@ -1,20 +1,27 @@
-"""Step 10: the report in the working directory.
+"""Step 10: the report of one class, in its own folder of the working directory.
 
-Files written (see :mod:`ace.storage.layout`):
+Files written under ``<working_dir>/classes/<class>/`` (see :mod:`ace.storage.layout`), all at
+once: the folder is built aside and swapped in, so a report never mixes two runs and concept
+folders of an earlier run with other flags do not linger:
 
 * ``concepts/images/<i>.png``: the discovery images (model input size);
-* ``concepts/<concept>/superpixels/<k>_<image>.png`` and ``.../patches/<k>_<image>.png``: each
+* ``concepts/<layer>_<class>_concept<k>/superpixels/<k>_<image>.png`` and ``.../patches/...``: each
   significant concept's examples, nearest to the cluster centre first;
 * ``results/<layer>.png``: 10 examples per significant concept, highest mean TCAV first (top row
   the superpixel, bottom row the image with the segment's boundary marked);
 * ``results_summaries/ace_results.txt`` (and ``ace_results.json``): per significant concept, highest
   mean TCAV first, the mean CAV accuracy and ``layer:concept:mean TCAV,std,p-value``; then the
   random_discovery baseline and the concepts that were not significant.
+
+Beside them, shared by the classes of the working directory: ``results_summaries/classes.tsv`` (a
+line per class) and ``results_summaries/ace_results.txt``, a link to the first class's summary
+where users of the original script look for it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -28,8 +35,8 @@ from PIL import Image  # noqa: E402
 from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from skimage.segmentation import mark_boundaries  # noqa: E402
 
-from ace.storage.atomic import atomic_dir, atomic_path, write_text  # noqa: E402
-from ace.storage.layout import WorkDir, safe_name  # noqa: E402
+from ace.storage.atomic import atomic_dir, atomic_path, file_lock, write_text  # noqa: E402
+from ace.storage.layout import ClassDir, WorkDir, concept_folder, safe_name  # noqa: E402
 from ace.storage.tables import ArrayTable  # noqa: E402
 from ace.tasks.caching import ace_task  # noqa: E402
 from ace.tasks.cluster import read_concepts  # noqa: E402
@@ -119,11 +126,29 @@ def write_report(workdir: str, info: RunInfo, scores: list[ConceptScore], result
     """Write the report files listed in this module's docstring; ``out`` is the stamp that marks
     them current. Returns the path of ``ace_results.txt``."""
     wd = WorkDir(workdir)
+    target = wd.target(info.target_class)
     info = replace(info, scoring_accuracy=predicted_share(grads_path, info.class_index))
     baselines = {layer: random_baseline(results, layer) for layer in info.layers}
+    # one writer per class folder at a time (two runs of a class with other flags have other stamps)
+    with file_lock(wd.lock(f"report-{safe_name(info.target_class)}")):
+        with atomic_dir(target.path) as tmp:
+            _write_class_folder(target.rebased(tmp), info, scores, baselines, concepts_paths, images_path,
+                                segments_path, patches_path, image_names, fill)
+        for stale in Path(out).parent.glob("*.json"):  # only the latest stamp says the folder is current
+            if stale.name != Path(out).name:
+                stale.unlink(missing_ok=True)
+        write_text(out, json.dumps({"summary": str(target.summary_path)}))
+    kept = [s for s in scores if s.significant]
+    best = max(kept, key=lambda s: s.tcav_mean).concept if kept else "-"
+    record_class(wd, info.target_class, "done", f"{len(kept)}/{len(scores)}", best, str(target.summary_path))
+    return str(target.summary_path)
+
+
+def _write_class_folder(target: ClassDir, info: RunInfo, scores: list[ConceptScore], baselines: dict,
+                        concepts_paths: dict[str, str], images_path: str, segments_path: str, patches_path: str,
+                        image_names: list[str], fill: tuple[float, float, float]) -> None:
     images = read_images(images_path)
-    img_dir = wd.concept_dir / "images"
-    img_dir.mkdir(parents=True, exist_ok=True)
+    img_dir = target.concept_dir / "images"
     for i, (img, name) in enumerate(zip(images, image_names)):
         save_png(img_dir / f"{i:03d}_{safe_name(Path(name).stem)}.png", img)
     by_name = {(s.layer, s.concept): s for s in scores}
@@ -143,27 +168,50 @@ def write_report(workdir: str, info: RunInfo, scores: list[ConceptScore], result
         for c in kept[layer]:
             s = by_name[(layer, c.name)]
             ex = [pos[r] for r in c.examples]
-            with atomic_dir(wd.concept_dir / safe_name(c.name)) as d:
-                for k, j in enumerate(ex):
-                    stem = f"{k:03d}_{idx[j]:03d}"
-                    save_png(d / "superpixels" / f"{stem}.png", sps[j])
-                    save_png(d / "patches" / f"{stem}.png", make_patch(images[idx[j]], masks[j], fill))
+            d = target.concept_dir / concept_folder(layer, c.name)
+            for k, j in enumerate(ex):
+                stem = f"{k:03d}_{idx[j]:03d}"
+                save_png(d / "superpixels" / f"{stem}.png", sps[j])
+                save_png(d / "patches" / f"{stem}.png", make_patch(images[idx[j]], masks[j], fill))
             marked = [mark_boundaries(images[idx[j]], masks[j], color=(1, 1, 0)) for j in ex[:10]]
             gallery_rows.append((f"{c.name}  TCAV {s.tcav_mean:.2f}±{s.tcav_std:.2f}  p={s.p_value:.1e}",
                                  sps[ex[:10]], marked))
-        gallery(wd.results_dir / f"{safe_name(layer)}.png", gallery_rows)
-    write_text(wd.summary_path, summary_text(info, scores, baselines))
-    write_text(wd.summary_json, json.dumps({"run": asdict(info), "concepts": [asdict(s) for s in scores],
-                                            "random_discovery": baselines}, indent=1))
-    # the report files have fixed names: only the latest run's stamp may say they are current
-    for stale in Path(out).parent.glob("*.json"):
-        if stale.name != Path(out).name:
-            stale.unlink(missing_ok=True)
-    write_text(out, json.dumps({"summary": str(wd.summary_path)}))
-    return str(wd.summary_path)
+        gallery(target.results_dir / f"{safe_name(layer)}.png", gallery_rows)
+    write_text(target.summary_path, summary_text(info, scores, baselines))
+    write_text(target.summary_json, json.dumps({"run": asdict(info), "concepts": [asdict(s) for s in scores],
+                                                "random_discovery": baselines}, indent=1))
 
 
-@ace_task("report")
+INDEX_HEADER = "target_class\tstatus\tconcepts_kept\ttop_concept\treport\n"
+
+
+def record_class(wd: WorkDir, target_class: str, status: str, kept: str, top: str, report: str) -> None:
+    """Update the class's line in ``results_summaries/classes.tsv``; link the legacy summary path to
+    the first class's summary."""
+    with file_lock(wd.lock("class-index")):
+        lines = wd.class_index.read_text().splitlines()[1:] if wd.class_index.is_file() else []
+        rows = {line.split("\t")[0]: line for line in lines if line}
+        rows[target_class] = "\t".join([target_class, status, kept, top, report])
+        write_text(wd.class_index, INDEX_HEADER + "".join(rows[k] + "\n" for k in sorted(rows)))
+        legacy = wd.legacy_summary
+        if status == "done" and not legacy.exists() and not legacy.is_symlink():
+            legacy.symlink_to(os.path.relpath(report, legacy.parent))
+
+
+def read_summary(summary_path: str) -> dict:
+    """What a class summary table needs from a finished report: concepts kept and the top one."""
+    data = json.loads(Path(summary_path).with_suffix(".json").read_text())
+    kept = [c for c in data["concepts"] if c["significant"]]
+    top = max(kept, key=lambda c: c["tcav_mean"]) if kept else None
+    return {"kept": len(kept), "concepts": len(data["concepts"]),
+            "top_concept": f"{top['layer']}:{top['concept']} ({top['tcav_mean']:.2f})" if top else "-"}
+
+
+def read_stamp(out: str) -> str:
+    return json.loads(Path(out).read_text())["summary"]
+
+
+@ace_task("report", load=read_stamp)
 def report_task(workdir: str, info: RunInfo, scores: list[ConceptScore], results: list[RandomSetScores],
                 concepts_paths: dict, images_path: str, segments_path: str, patches_path: str, grads_path: str,
                 image_names: list[str], fill: tuple[float, float, float], out: str) -> str:

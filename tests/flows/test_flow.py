@@ -60,24 +60,30 @@ def demo_run(prefect_harness, demo_world, tmp_path_factory):
 def test_demo_flow_writes_every_output(demo_run):
     kwargs, summary = demo_run
     wd = Path(kwargs["working_dir"])
-    assert summary == wd / "results_summaries" / "ace_results.txt"
+    cd = wd / "classes" / "disc_square"
+    assert summary == cd / "results_summaries" / "ace_results.txt"
+    # the original script's users find the summary where it was (a link to the first class's)
+    assert (wd / "results_summaries" / "ace_results.txt").read_text() == summary.read_text()
     text = summary.read_text()
     assert "CAV accuracies:" in text and "Mean TCAV scores (mean,std,p-value):" in text
-    data = json.loads((wd / "results_summaries" / "ace_results.json").read_text())
+    data = json.loads((cd / "results_summaries" / "ace_results.json").read_text())
+    assert data["run"]["target_class"] == "disc_square"
     kept = [c for c in data["concepts"] if c["significant"]]
     assert kept, text
+    assert {p.name for p in (cd / "concepts").iterdir()} == {"images"} | {f"block3_{c['concept']}" for c in kept}
     for c in kept:
         assert f"block3:{c['concept']}:{c['tcav_mean']:.4f},{c['tcav_std']:.4f}," in text
         assert f"block3:{c['concept']}:{c['cav_accuracy']:.4f}" in text
         assert c["p_value"] <= 0.01 and len(c["scores"]) == 20 and 0 <= c["tcav_mean"] <= 1
-        assert len(list((wd / "concepts" / c["concept"] / "superpixels").glob("*.png"))) >= 6
-        assert len(list((wd / "concepts" / c["concept"] / "patches").glob("*.png"))) >= 6
-    assert len(list((wd / "concepts" / "images").glob("*.png"))) == 12
+        assert c["concept"].startswith("disc_square_concept")
+        assert len(list((cd / "concepts" / f"block3_{c['concept']}" / "superpixels").glob("*.png"))) >= 6
+        assert len(list((cd / "concepts" / f"block3_{c['concept']}" / "patches").glob("*.png"))) >= 6
+    assert len(list((cd / "concepts" / "images").glob("*.png"))) == 12
     assert len(list((wd / "cavs" / "block3").glob("random500_*.npz"))) == 20
     cav = np.load(next((wd / "cavs" / "block3").glob("random500_0-*.npz")))
     assert cav["cavs"].shape[0] == len(data["concepts"]) + 1
     np.testing.assert_allclose(np.linalg.norm(cav["cavs"], axis=1), 1, atol=1e-5)
-    assert (wd / "results" / "block3.png").stat().st_size > 10_000
+    assert (cd / "results" / "block3.png").stat().st_size > 10_000
     assert data["run"]["scoring_accuracy"] >= 0.9  # the demo CNN knows its class
 
 
@@ -90,7 +96,7 @@ def test_demo_concepts_are_the_class_parts(demo_run, demo_world):
 
     kwargs, _ = demo_run
     wd = Path(kwargs["working_dir"])
-    data = json.loads((wd / "results_summaries" / "ace_results.json").read_text())
+    data = json.loads((wd / "classes" / "disc_square" / "results_summaries" / "ace_results.json").read_text())
     kept = {c["concept"] for c in data["concepts"] if c["significant"]}
     files = sorted((demo_world / "disc_square").glob("*.png"))[:12]
     gt = np.stack([np.asarray(Image.open(demo_world / "masks" / "disc_square" / f.name)) for f in files])
@@ -150,7 +156,7 @@ def test_real_photos_efficientnet_lite0(prefect_harness, tmp_path):
     summary = Path(run(target_class="zebra", source_dir=str(root), working_dir=str(tmp_path),
                        model_to_run="efficientnet_lite0", labels_path=str(SHARED_LABELS) if SHARED_LABELS.exists() else None,
                        feature_names=["_blocks.10"], num_random_exp=3, max_imgs=10, min_imgs=5, n_clusters=40, n_jobs=2))
-    data = json.loads((tmp_path / "results_summaries" / "ace_results.json").read_text())
+    data = json.loads((tmp_path / "classes" / "zebra" / "results_summaries" / "ace_results.json").read_text())
     assert data["run"]["class_index"] == 340 and data["run"]["n_discovery"] == 10
     assert data["run"]["scoring_accuracy"] >= 0.8  # EfficientNet-Lite0 knows zebras
     assert data["concepts"], summary.read_text()
@@ -170,7 +176,7 @@ def test_mapped_tasks_on_a_dask_cluster_give_the_same_results(demo_run, tmp_path
     runner = DaskTaskRunner(cluster_kwargs={"processes": False, "n_workers": 1, "threads_per_worker": 2,
                                             "dashboard_address": None})
     out = ace_flow.with_options(task_runner=runner)(**{**kwargs, "working_dir": str(tmp_path)})
-    ours = json.loads((tmp_path / "results_summaries" / "ace_results.json").read_text())["concepts"]
+    ours = json.loads((tmp_path / "classes" / "disc_square" / "results_summaries" / "ace_results.json").read_text())["concepts"]
     ref = json.loads((summary.parent / "ace_results.json").read_text())["concepts"]
     assert Path(out).read_text() == summary.read_text()
     assert [(c["concept"], c["scores"]) for c in ours] == [(c["concept"], c["scores"]) for c in ref]

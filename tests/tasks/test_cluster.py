@@ -55,9 +55,9 @@ def test_filter_keeps_closest_members_and_names_concepts():
     labels = np.array([0] * 6 + [1] * 6 + [2] * 2)
     cost = np.array([5, 1, 3, 2, 4, 0, 1, 1, 1, 1, 1, 1, 0, 0], np.float32)
     image_index = np.array([0, 1, 2, 3, 4, 5, 0, 0, 0, 0, 0, 1, 0, 1])
-    concepts = filter_concepts(labels, cost, image_index, n_discovery=6, min_imgs=3, max_imgs=4, layer="l")
+    concepts = filter_concepts(labels, cost, image_index, n_discovery=6, min_imgs=3, max_imgs=4, target_class="fire engine")
     # cluster 0: 6 members from 6 images; cluster 1: 6 members from 2 images (2 > 0.25*6 but not > 0.25*6 D?)
-    assert [c.name for c in concepts][0] == "l_concept1"
+    assert [c.name for c in concepts][0] == "fire_engine_concept1"  # as the original ACE names them
     c0 = concepts[0]
     assert c0.cluster == 0 and c0.examples == (5, 1, 3, 2) and c0.size == 6 and c0.n_images == 6
     assert all(c.cluster != 2 for c in concepts)  # too small
