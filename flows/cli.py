@@ -140,17 +140,20 @@ class _QuietConsole(logging.Filter):
         exc = record.exc_info[1] if record.exc_info else None
         while exc is not None and not isinstance(exc, ACEInputError):
             exc = exc.__cause__ or exc.__context__
-        if exc is not None:
-            record.exc_info, record.exc_text = None, None
+        if exc is not None or "ACEInputError" in str(record.msg):
+            return False  # bad input: the CLI prints it as one line (the Prefect logs keep the details)
         if record.name.startswith(("prefect.server", "uvicorn")) and record.levelno >= logging.ERROR:
             return False  # the temporary server's own troubles at shutdown ("Error flushing events")
+        if str(record.msg).startswith("Stopping temporary server"):
+            return False
         return True
 
 
 def quiet_console() -> None:
     """Install :class:`_QuietConsole` on the console handlers Prefect configured."""
-    import prefect.logging.configuration  # noqa: F401 - configures logging on import
+    from prefect.logging.configuration import ensure_logging_setup
 
+    ensure_logging_setup()
     quiet = _QuietConsole()
     for logger in [logging.getLogger(), *(logging.getLogger(n) for n in ("uvicorn", "fastapi", "prefect"))]:
         for h in logger.handlers:
@@ -172,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         kwargs = run_kwargs(args) if args.command == "run" else demo_kwargs(args.working_dir)
         kwargs["n_jobs"] = n_jobs(args)
         check_parameters(**kwargs)
+        from ace.tasks.models import load_labels
+
+        load_labels(kwargs["labels_path"])  # a bad labels file fails every class: say so before starting
     except ACEInputError as e:
         return _error(str(e))
     quiet_console()

@@ -113,7 +113,9 @@ def load_weights_file(path: str | Path, model: nn.Module | None, ignore: tuple[s
         raise ModelWeightsMissing(f"--model_path {path} does not exist: pass the path of a saved state dict, "
                                   "whole module or TorchScript file")
     try:
-        return torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice
+            return torch.jit.load(str(path), map_location="cpu")
     except Exception:
         pass
     try:

@@ -52,8 +52,8 @@ def check_layers(feature_names: Any) -> list[str]:
     names = [feature_names] if isinstance(feature_names, str) else list(feature_names or [])
     layers = [n.strip() for item in names for n in str(item).split(",") if n.strip()]
     if not layers:
-        raise ACEInputError("--feature_names is empty: name at least one layer of the model (e.g. layer3 for a "
-                            "ResNet; `ace run --help` says how to list them)")
+        raise ACEInputError("--feature_names is empty: name at least one layer of the model, as in "
+                            "model.named_modules() (e.g. layer3 for a ResNet)")
     return layers
 
 
