@@ -101,6 +101,15 @@ CACHED = dict(cache_key_fn=params_cache_key, persist_result=True, retries=1, ret
               retry_condition_fn=retry_unless_input_error)
 
 
+def _log(message: str) -> None:
+    try:
+        from prefect import get_run_logger
+
+        get_run_logger().info(message)
+    except Exception:  # outside a run
+        pass
+
+
 def _returns_out(out):
     return out
 
@@ -127,6 +136,7 @@ def ace_task(name: str, load=_returns_out, **options):
                 first = Path(_outs(out)[0])
                 with file_lock(first.with_name(f".{first.name}.lock")):
                     if outputs_exist(out):
+                        _log(f"{first.name} is already written (by another run): reading it")
                         return load(out)
                     return fn(*args, **kwargs)
             finally:

@@ -98,3 +98,51 @@ def prefect_server(tmp_path_factory):
     finally:
         stop(proc)
         log.close()
+
+
+BODIES = [
+    ("ace.tasks.models", "resolve"), ("ace.tasks.images", "scan_source"), ("ace.tasks.images", "write_images"),
+    ("ace.tasks.superpixels", "write_segments"), ("ace.tasks.patches", "write_patches"),
+    ("ace.tasks.embed", "write_activations"), ("ace.tasks.embed", "write_gradients"),
+    ("ace.tasks.cluster", "write_clusters"), ("ace.tasks.cluster", "write_concepts"),
+    ("ace.tasks.cav", "write_concept_acts"), ("ace.tasks.cav", "score_random_set"),
+    ("ace.tasks.stats", "significance"), ("ace.tasks.report", "write_report"),
+]
+
+
+def forbid(monkeypatch, allowed=()):
+    """Make every task body raise, except ``allowed`` (function names); returns the calls made."""
+    import importlib
+
+    calls = []
+    for mod, name in BODIES:
+        module = importlib.import_module(mod)
+        real = getattr(module, name)
+        if name in allowed:
+            def wrapped(*a, _real=real, _name=name, **k):
+                calls.append(_name)
+                return _real(*a, **k)
+        else:
+            def wrapped(*a, _name=name, **k):
+                raise AssertionError(f"task body {_name} ran: it should have been cached")
+        monkeypatch.setattr(module, name, wrapped)
+    return calls
+
+
+def run(**kwargs):
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from ace.flows.ace_flow import ace_flow
+
+    return ace_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=2))(**kwargs)
+
+
+@pytest.fixture(scope="session")
+def demo_run(prefect_harness, demo_world, tmp_path_factory):
+    from ace.tasks.demo import DEMO_CLASS, DEMO_LAYER
+
+    kwargs = dict(target_class=DEMO_CLASS, source_dir=str(demo_world), working_dir=str(tmp_path_factory.mktemp("wd")),
+                  model_to_run="ace_demo_cnn", labels_path=str(demo_world / "labels.txt"), feature_names=[DEMO_LAYER],
+                  num_random_exp=20, max_imgs=12, min_imgs=6, n_clusters=12, n_jobs=2)
+    summary = run(**kwargs)
+    return kwargs, Path(summary)

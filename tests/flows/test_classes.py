@@ -1,0 +1,72 @@
+"""Many classes in one working directory: apart, never mixed, shared work done once."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import forbid, run
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def report(wd: Path, cls: str) -> dict:
+    return json.loads((wd / "classes" / cls / "results_summaries" / "ace_results.json").read_text())
+
+
+def test_a_second_class_reuses_every_random_set_and_leaves_the_first_alone(demo_run, monkeypatch, tmp_path):
+    kwargs, summary = demo_run
+    wd = Path(kwargs["working_dir"])
+    first = summary.read_text()
+    first_files = sorted(p.relative_to(wd) for p in (wd / "classes" / "disc_square").rglob("*"))
+    calls = forbid(monkeypatch, allowed=("resolve", "scan_source", "write_images", "write_segments", "write_patches",
+                                         "write_activations", "write_gradients", "write_clusters", "write_concepts",
+                                         "write_concept_acts", "score_random_set", "significance", "write_report"))
+    out = Path(run(**{**kwargs, "target_class": "triangle_stripes"}))
+    # only the new class's images (discovery, scoring) and superpixels are decoded and embedded
+    assert calls.count("write_images") == 2 and calls.count("write_activations") == 1, calls
+    assert out == wd / "classes" / "triangle_stripes" / "results_summaries" / "ace_results.txt"
+    assert summary.read_text() == first
+    assert sorted(p.relative_to(wd) for p in (wd / "classes" / "disc_square").rglob("*")) == first_files
+    ours = report(wd, "triangle_stripes")
+    assert ours["run"]["target_class"] == "triangle_stripes"
+    assert all(c["concept"].startswith("triangle_stripes_concept") for c in ours["concepts"])
+    # the legacy path still shows the first class; the index lists both
+    assert (wd / "results_summaries" / "ace_results.txt").read_text() == first
+    index = (wd / "results_summaries" / "classes.tsv").read_text().splitlines()
+    assert [line.split("\t")[:2] for line in index[1:]] == [["disc_square", "done"], ["triangle_stripes", "done"]]
+    # the same class explained alone gives the same report
+    monkeypatch.undo()
+    run(**{**kwargs, "target_class": "triangle_stripes", "working_dir": str(tmp_path)})
+    alone = report(tmp_path, "triangle_stripes")
+    assert alone["concepts"] == ours["concepts"] and alone["run"] == ours["run"]
+
+
+def test_a_rerun_with_other_flags_leaves_no_stale_concept_folder(demo_run, tmp_path):
+    kwargs, _ = demo_run
+    wd = tmp_path
+    run(**{**kwargs, "working_dir": str(wd), "n_clusters": 6})
+    run(**{**kwargs, "working_dir": str(wd), "n_clusters": 12})
+    data = report(wd, "disc_square")
+    kept = {f"block3_{c['concept']}" for c in data["concepts"] if c["significant"]}
+    assert {p.name for p in (wd / "classes" / "disc_square" / "concepts").iterdir()} == kept | {"images"}
+    assert not list(wd.rglob("*.part"))
+
+
+def test_several_classes_in_one_command_a_missing_one_fails_alone(demo_world, prefect_server, tmp_path):
+    argv = ["--target_class", "disc_square", "no_such_class", "triangle_stripes", "--source_dir", str(demo_world),
+            "--working_dir", str(tmp_path), "--model_to_run", "ace_demo_cnn", "--labels_path",
+            str(demo_world / "labels.txt"), "--feature_names", "block3", "--num_random_exp", "4", "--max_imgs", "8",
+            "--min_imgs", "4", "--n_clusters", "6"]
+    out = subprocess.run([sys.executable, str(ROOT / "ace_run.py"), *argv], capture_output=True, text=True,
+                         env=prefect_server, timeout=600)
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert out.stderr.strip().splitlines()[-1].startswith("ace: error: class 'no_such_class': --target_class")
+    table = out.stdout[out.stdout.index("class "):].splitlines()
+    assert [line.split()[:2] for line in table[1:4]] == [["disc_square", "done"], ["no_such_class", "failed"],
+                                                         ["triangle_stripes", "done"]]
+    found = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("ace_results.json"))
+    assert found == ["classes/disc_square/results_summaries/ace_results.json",
+                     "classes/triangle_stripes/results_summaries/ace_results.json"]
+    assert report(tmp_path, "disc_square")["run"]["target_class"] == "disc_square"
