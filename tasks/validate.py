@@ -64,6 +64,10 @@ def check_parameters(target_class: str = "", working_dir: str = "", feature_name
                      n_jobs: int | None = None, **_ignored: Any) -> int:
     """Check every parameter of a run (raises :class:`ACEInputError`); returns ``n_jobs`` with its
     default (all cores) filled in. The working directory is created if missing."""
+    for flag, value in (("source_dir", _ignored.get("source_dir", "")), ("working_dir", working_dir)):
+        if "{{" in str(value):
+            raise ACEInputError(f"--{flag} {value!r} is a template nobody filled in: set the environment variable it "
+                                "names before `prefect deploy` (see deployments/prefect.yaml)")
     classes = [target_class] if isinstance(target_class, str) else list(target_class)
     if not classes or any(not str(c).strip() for c in classes):
         raise ACEInputError("--target_class is empty: name the class to explain, as in the labels file")

@@ -116,20 +116,3 @@ def test_real_photos_efficientnet_lite0(prefect_harness, tmp_path):
     for c in data["concepts"]:
         assert len(c["scores"]) == 3 and all(0 <= s <= 1 for s in c["scores"]) and 0.5 <= c["cav_accuracy"] <= 1
     assert "Mean TCAV scores" in summary.read_text()
-
-
-def test_mapped_tasks_on_a_dask_cluster_give_the_same_results(demo_run, tmp_path):
-    """The same run on a (local, in-process) Dask cluster: identical, seeded results."""
-    pytest.importorskip("prefect_dask", reason="the 'dask' extra is not installed")
-    from prefect_dask import DaskTaskRunner
-
-    from ace.flows.ace_flow import ace_flow
-
-    kwargs, summary = demo_run
-    runner = DaskTaskRunner(cluster_kwargs={"processes": False, "n_workers": 1, "threads_per_worker": 2,
-                                            "dashboard_address": None})
-    out = ace_flow.with_options(task_runner=runner)(**{**kwargs, "working_dir": str(tmp_path)})
-    ours = json.loads((tmp_path / "classes" / "disc_square" / "results_summaries" / "ace_results.json").read_text())["concepts"]
-    ref = json.loads((summary.parent / "ace_results.json").read_text())["concepts"]
-    assert Path(out).read_text() == summary.read_text()
-    assert [(c["concept"], c["scores"]) for c in ours] == [(c["concept"], c["scores"]) for c in ref]
