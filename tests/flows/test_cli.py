@@ -67,3 +67,21 @@ def test_cores_are_shared_among_parallel_workers(monkeypatch):
     assert n_jobs(parse(["run", *SEED, "--num_parallel_runs", "4"])) == 2
     assert n_jobs(parse(["run", *SEED, "--num_parallel_runs", "16"])) == 1
     assert n_jobs(parse(["run", *SEED, "--n_jobs", "3"])) == 3
+
+
+def test_a_successful_and_a_cached_run_print_no_traceback(demo_world, tmp_path):
+    """With the temporary server (no PREFECT_API_URL), as a first-time user runs it."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(tmp_path / "home")
+    argv = [sys.executable, str(ROOT / "ace_run.py"), "--target_class", "disc_square", "--source_dir", str(demo_world),
+            "--working_dir", str(tmp_path / "wd"), "--model_to_run", "ace_demo_cnn", "--labels_path",
+            str(demo_world / "labels.txt"), "--feature_names", "block3", "--num_random_exp", "3", "--max_imgs", "6",
+            "--min_imgs", "3", "--n_clusters", "4"]
+    for _ in range(2):
+        out = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert "Traceback" not in out.stderr and "Error" not in out.stderr, out.stderr[-3000:]
+        assert out.stdout.splitlines()[0] == f"Report: {tmp_path / 'wd/classes/disc_square/results_summaries/ace_results.txt'}"
+    assert "Cached" in out.stderr

@@ -89,3 +89,42 @@ def test_zebra_greyscale_photo_is_used():
     assert len(names) == 50 and "13.jpg" in names
     assert Image.open(root / "zebra" / "13.jpg").mode == "L"
     assert decode_image(root / "zebra" / "13.jpg", 224).shape == (224, 224, 3)
+
+
+def test_16_bit_images_are_scaled_not_clipped_white(tmp_path):
+    grey16 = (np.arange(40 * 30).reshape(30, 40) * 50).astype(np.uint16)  # 0 .. 59950
+    Image.fromarray(grey16).save(tmp_path / "g16.png")
+    with pytest.warns(UserWarning, match="16-bit image scaled to 8 bits"):
+        scan_image_sets(tmp_path, "s", [1])
+    out = decode_image(tmp_path / "g16.png", 40, "squash")
+    want = np.round(grey16 / 257.0)
+    assert out.shape == (40, 40, 3) and out.max() == 233 and out.min() == 0
+    assert np.allclose(out[..., 0].mean(), want.mean(), atol=2)  # mid-grey on average, not white
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    a = np.zeros((20, 40, 3), np.uint8)
+    a[:, :20] = 255  # left half white, as stored
+    im = Image.fromarray(a)
+    exif = im.getexif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    im.save(tmp_path / "r.jpg", exif=exif, quality=95)
+    out = decode_image(tmp_path / "r.jpg", 40, "squash")
+    # displayed upright the image is 20 wide and 40 high with the white half on top
+    assert out[:20].mean() > 200 and out[20:].mean() < 50
+
+
+def test_images_over_the_pixel_limit_are_named(tmp_path, monkeypatch):
+    _img(tmp_path / "big.png", size=(50, 50))
+    monkeypatch.setenv("ACE_MAX_IMAGE_PIXELS", "1000")
+    with pytest.raises(ACEInputError, match=r"big.png is 50x50 = 2,500 pixels.*ACE_MAX_IMAGE_PIXELS"):
+        scan_image_sets(tmp_path, "s", [1])
+    monkeypatch.setenv("ACE_MAX_IMAGE_PIXELS", "10000")
+    (s,) = scan_image_sets(tmp_path, "s", [1])
+    assert len(s) == 1
+
+
+def test_small_random_sets_warn_that_the_test_is_weak(tmp_path):
+    _layout(tmp_path)
+    with pytest.warns(UserWarning, match=r"random_discovery has only 4 usable images \(--max_imgs 10\).*weak"):
+        scan_source(str(tmp_path), "cls", 2, max_imgs=10, min_imgs=1)

@@ -174,3 +174,20 @@ def test_googlenet_weights_with_aux_heads_load(tmp_path):
     assert model.aux1 is None and model.transform_input and prep["input_size"] == 224
     ref_sd = {k: v for k, v in ref.state_dict().items() if not k.startswith("aux")}
     assert all(torch.equal(model.state_dict()[k], v) for k, v in ref_sd.items())
+
+
+def test_labels_files_bad_and_good(tmp_path):
+    from ace.tasks.errors import ACEInputError
+    from ace.tasks.models import class_index, load_labels
+
+    (tmp_path / "ok.json").write_text('{"0": ["n0", "tench"], "1": ["n1", "fire_engine"]}')
+    (tmp_path / "ok.txt").write_text("tench\nfire engine\n")
+    assert class_index(load_labels(tmp_path / "ok.json"), "fire engine") == 1
+    assert load_labels(tmp_path / "ok.txt") == ["tench", "fire engine"]
+    for name, content, match in [("bad.json", b'{"0": ["n0", "tench"], ', "not a valid class index"),
+                                 ("keys.json", b'{"a": "tench"}', "not a valid class index"),
+                                 ("empty.txt", b"\n \n", "holds no labels"),
+                                 ("bin.txt", bytes(range(256)), "not a text file|binary")]:
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ACEInputError, match=match):
+            load_labels(tmp_path / name)
