@@ -19,7 +19,6 @@ from typing import Optional
 from prefect import flow, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from ace.storage.keys import content_key
 from ace.storage.layout import WorkDir
 from ace.flows.runs import tracked_run
 from ace.tasks.caching import fresh, map_fresh
@@ -85,17 +84,17 @@ def _explain(wd: WorkDir, target_class: str, source_dir: str, model_to_run: str,
     all_sets = [sets.discovery, sets.scoring, sets.random_discovery, *sets.randoms]
     image_paths = {}
     for s in all_sets:
-        out = str(wd.images(content_key(s.key, spec.input_size, spec.resize)))
+        out = str(wd.images(wd.key(s.key, spec.input_size, spec.resize)))
         image_paths[s.name] = fresh(load_images_task, out)(s, spec.input_size, spec.resize, out)
     discovery_images = image_paths[sets.discovery.name]
 
     # 2. superpixels of the discovery images, three resolutions, de-duplicated
-    seg_out = str(wd.segments(content_key(discovery_images, superpixel_method)))
+    seg_out = str(wd.segments(wd.key(discovery_images, superpixel_method)))
     segments = fresh(superpixels_task, seg_out)(discovery_images, superpixel_method, seg_out, n_jobs)
 
     # 3. patches: every superpixel resized to the model input, filled with the neutral value
     fill_rgb = spec.fill_value(fill)
-    patch_out = str(wd.patches(content_key(segments, spec.input_size, fill_rgb)))
+    patch_out = str(wd.patches(wd.key(segments, spec.input_size, fill_rgb)))
     patches = fresh(patches_task, patch_out)(discovery_images, segments, spec.input_size, fill_rgb, patch_out)
 
     # 4. embed superpixels and random images at every layer; gradients of the scoring images
@@ -103,14 +102,14 @@ def _explain(wd: WorkDir, target_class: str, source_dir: str, model_to_run: str,
     sources += [(s.name, image_paths[s.name], "image") for s in [sets.random_discovery, *sets.randoms]]
     acts: dict = {}
     for name, path, column in sources:
-        outs = [str(wd.acts(layer, content_key(spec, layer, path))) for layer in layers]
+        outs = [str(wd.acts(layer, wd.key(spec, layer, path))) for layer in layers]
         acts[name] = dict(zip(layers, outs))
     futures = [
         fresh(embed_task, list(acts[name].values())).submit(spec, layers, path, column, list(acts[name].values()), batch_size)
         for name, path, column in sources
     ]
     scoring_images = image_paths[sets.scoring.name]
-    grad_outs = [str(wd.grads(layer, content_key(spec, layer, scoring_images, model.class_idx))) for layer in layers]
+    grad_outs = [str(wd.grads(layer, wd.key(spec, layer, scoring_images, model.class_idx))) for layer in layers]
     grads = dict(zip(layers, fresh(gradients_task, grad_outs)(spec, layers, scoring_images, model.class_idx, grad_outs)))
     for f in futures:
         f.result()
@@ -119,19 +118,19 @@ def _explain(wd: WorkDir, target_class: str, source_dir: str, model_to_run: str,
     concepts, concept_acts = {}, {}
     for layer in layers:
         emb = acts["superpixels"][layer]
-        cl_out = str(wd.clusters(layer, content_key(emb, clustering_method, n_clusters, seed)))
+        cl_out = str(wd.clusters(layer, wd.key(emb, clustering_method, n_clusters, seed)))
         clusters = fresh(cluster_task, cl_out)(emb, clustering_method, n_clusters, seed, cl_out)
-        co_out = str(wd.concepts_cache(layer, content_key(clusters, patches, target_class, len(sets.discovery),
+        co_out = str(wd.concepts_cache(layer, wd.key(clusters, patches, target_class, len(sets.discovery),
                                                           min_imgs, max_imgs)))
         concepts[layer] = fresh(filter_task, co_out)(clusters, patches, layer, target_class, len(sets.discovery),
                                                      min_imgs, max_imgs, co_out)
-        ca_out = str(wd.acts(layer, content_key("concepts", concepts[layer], emb)))
+        ca_out = str(wd.acts(layer, wd.key("concepts", concepts[layer], emb)))
         concept_acts[layer] = fresh(concept_acts_task, ca_out)(concepts[layer], emb, ca_out)
 
     # 6. a CAV for every concept (and random_discovery) against every random set, scored by TCAV
     jobs = [(layer, r.name) for layer in layers for r in sets.randoms]
     null = sets.random_discovery.name
-    cav_outs = [str(wd.cavs(layer, r, content_key(concept_acts[layer], acts[null][layer], acts[r][layer],
+    cav_outs = [str(wd.cavs(layer, r, wd.key(concept_acts[layer], acts[null][layer], acts[r][layer],
                                                   grads[layer], seed)))
                 for layer, r in jobs]
     futures = map_fresh(
@@ -147,7 +146,7 @@ def _explain(wd: WorkDir, target_class: str, source_dir: str, model_to_run: str,
     tested = stats_task(scores, alpha, correction)
     info = RunInfo(target_class, model.class_idx, model_to_run, tuple(layers), num_random_exp, len(sets.discovery),
                    len(sets.scoring), alpha, correction)
-    stamp = str(wd.report_stamp(target_class, content_key(info, scores, tested, concepts, patches, grads, fill_rgb)))
+    stamp = str(wd.report_stamp(target_class, wd.key(info, scores, tested, concepts, patches, grads, fill_rgb)))
     summary = fresh(report_task, stamp)(wd.root, info, tested, scores, concepts, discovery_images, segments,
                                         patches, grads[layers[0]], list(sets.discovery.files), fill_rgb, stamp)
     kept = sum(t.significant for t in tested)

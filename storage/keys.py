@@ -11,13 +11,14 @@ from typing import Any
 KEY_LEN = 20
 
 
-def _canonical(obj: Any) -> Any:
+def canonical(obj: Any) -> Any:
+    """JSON-able plain form of a key part (dataclasses as dicts, tuples as lists, floats as repr)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {"__dc__": type(obj).__name__, **{k: _canonical(v) for k, v in dataclasses.asdict(obj).items()}}
+        return {"__dc__": type(obj).__name__, **{k: canonical(v) for k, v in dataclasses.asdict(obj).items()}}
     if isinstance(obj, dict):
-        return {str(k): _canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+        return {str(k): canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
     if isinstance(obj, (list, tuple)):
-        return [_canonical(v) for v in obj]
+        return [canonical(v) for v in obj]
     if isinstance(obj, Path):
         return str(obj)
     if isinstance(obj, float):
@@ -29,7 +30,7 @@ def _canonical(obj: Any) -> Any:
 
 def content_key(*parts: Any) -> str:
     """A stable hex key of JSON-able parts (dataclasses, dicts, lists, str, numbers)."""
-    blob = json.dumps(_canonical(list(parts)), sort_keys=True, separators=(",", ":"))
+    blob = json.dumps(canonical(list(parts)), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:KEY_LEN]
 
 

@@ -33,6 +33,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from ace.storage.keys import canonical, content_key
 
 
 def safe_name(name: str) -> str:
@@ -71,6 +74,22 @@ class WorkDir:
 
     def cavs(self, layer: str, random_set: str, key: str) -> Path:
         return self.path / "cavs" / safe_name(layer) / f"{safe_name(random_set)}-{key}.npz"
+
+    def key(self, *parts: Any) -> str:
+        """:func:`content_key` of ``parts`` with paths inside this working directory made relative to
+        it, so a working directory keeps its cache when it is moved or copied."""
+        root = str(self.path).rstrip("/") + "/"
+
+        def rel(obj: Any) -> Any:
+            if isinstance(obj, str) and obj.startswith(root):
+                return "wd:" + obj[len(root):]
+            if isinstance(obj, dict):
+                return {k: rel(v) for k, v in obj.items()}
+            if isinstance(obj, list):
+                return [rel(v) for v in obj]
+            return obj
+
+        return content_key(*[rel(canonical(p)) for p in parts])
 
     def lock(self, key: str) -> Path:
         return self.path / "locks" / f"{key}.lock"

@@ -1,6 +1,7 @@
 """Many classes in one working directory: apart, never mixed, shared work done once."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,10 @@ def report(wd: Path, cls: str) -> dict:
 
 def test_a_second_class_reuses_every_random_set_and_leaves_the_first_alone(demo_run, monkeypatch, tmp_path):
     kwargs, summary = demo_run
-    wd = Path(kwargs["working_dir"])
+    wd = tmp_path / "wd"  # a copy of the demo run's working dir: other tests expect it to hold one class
+    shutil.copytree(kwargs["working_dir"], wd, symlinks=True)
+    kwargs = {**kwargs, "working_dir": str(wd)}
+    summary = wd / "classes" / "disc_square" / "results_summaries" / "ace_results.txt"
     first = summary.read_text()
     first_files = sorted(p.relative_to(wd) for p in (wd / "classes" / "disc_square").rglob("*"))
     calls = forbid(monkeypatch, allowed=("resolve", "scan_source", "write_images", "write_segments", "write_patches",
@@ -37,8 +41,8 @@ def test_a_second_class_reuses_every_random_set_and_leaves_the_first_alone(demo_
     assert [line.split("\t")[:2] for line in index[1:]] == [["disc_square", "done"], ["triangle_stripes", "done"]]
     # the same class explained alone gives the same report
     monkeypatch.undo()
-    run(**{**kwargs, "target_class": "triangle_stripes", "working_dir": str(tmp_path)})
-    alone = report(tmp_path, "triangle_stripes")
+    run(**{**kwargs, "target_class": "triangle_stripes", "working_dir": str(tmp_path / "alone")})
+    alone = report(tmp_path / "alone", "triangle_stripes")
     assert alone["concepts"] == ours["concepts"] and alone["run"] == ours["run"]
 
 

@@ -75,6 +75,7 @@ def test_a_successful_and_a_cached_run_print_no_traceback(demo_world, tmp_path):
 
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(tmp_path / "home")
+    env["PREFECT_LOGGING_LEVEL"] = "INFO"
     argv = [sys.executable, str(ROOT / "ace_run.py"), "--target_class", "disc_square", "--source_dir", str(demo_world),
             "--working_dir", str(tmp_path / "wd"), "--model_to_run", "ace_demo_cnn", "--labels_path",
             str(demo_world / "labels.txt"), "--feature_names", "block3", "--num_random_exp", "3", "--max_imgs", "6",

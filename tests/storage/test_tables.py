@@ -80,3 +80,9 @@ def test_layout_paths():
     assert concept_folder("_blocks.10", concept_name("fire engine", 3)) == "_blocks.10_fire_engine_concept3"
     assert str(wd.cavs("layer3", "random500_0", "k")) == "/w/cavs/layer3/random500_0-k.npz"
     assert safe_name("features/4 c") == "features_4_c"
+
+
+def test_working_dir_keys_do_not_depend_on_where_it_lies():
+    a, b = WorkDir("/x/wd"), WorkDir("/y/other")
+    assert a.key(str(a.acts("l", "k")), 3) == b.key(str(b.acts("l", "k")), 3)
+    assert a.key("/elsewhere/file", 3) != b.key("/elsewhere/other", 3)
