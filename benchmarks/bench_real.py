@@ -105,20 +105,21 @@ def bench_steps(a) -> None:
     grads = step("gradients", embed.write_gradients, spec, [layer], paths[sets.scoring.name], m.class_idx,
                  [str(wd.grads(layer, content_key(spec.key, "bench")))])[0]
     cl = step("cluster", cluster.write_clusters, acts, "KM", 25, 0, str(wd.clusters(layer, content_key(acts, "bench"))))
-    con = step("filter", cluster.write_concepts, cl, pat, layer, len(sets.discovery), a.min_imgs, a.max_imgs,
+    con = step("filter", cluster.write_concepts, cl, pat, layer, a.target_class, len(sets.discovery), a.min_imgs, a.max_imgs,
                str(wd.concepts_cache(layer, content_key(cl, "bench"))))
     ca = step("concept activations", cav.write_concept_acts, con, acts, str(wd.acts(layer, content_key(con, "bench"))))
 
     def all_cavs():
         return [cav.score_random_set(con, ca, rand["random_discovery"], rand[r.name], grads, layer, r.name, 0,
-                                     str(wd.cavs(layer, r.name, "bench")), a.n_jobs) for r in sets.randoms]
+                                     str(wd.cavs(layer, r.name, "bench-" + a.cav_solver)), a.n_jobs, a.cav_solver)
+                for r in sets.randoms]
 
     scores = step(f"CAVs + TCAV ({len(sets.randoms)} sets)", all_cavs)
     tested = step("statistical test", stats.significance, scores)
     info = report.RunInfo(a.target_class, m.class_idx, a.model, (layer,), a.num_random_exp, len(sets.discovery),
                           len(sets.scoring), 0.01, "none")
     step("report", report.write_report, a.working_dir, info, tested, scores,
-         {layer: con}, disc, seg, pat, grads, list(sets.discovery.files), fill, str(wd.report_stamp("bench")))
+         {layer: con}, disc, seg, pat, grads, list(sets.discovery.files), fill, str(wd.report_stamp(a.target_class, "bench")))
     total = sum(r[1] for r in step.rows)
     print(f"{'total':<28} {total:8.1f} s {max(r[2] for r in step.rows):8.0f} MB peak RSS (max over steps)")
     print(f"{sum(t.significant for t in tested)} significant concepts of {len(tested)}")
@@ -128,7 +129,7 @@ def bench_flow(a) -> None:
     cmd = [sys.executable, str(HERE.parent / "ace_run.py"), "--num_parallel_runs", "0", "--target_class", a.target_class,
            "--source_dir", a.source_dir, "--working_dir", a.working_dir + "_flow", "--model_to_run", a.model,
            "--feature_names", a.layer, "--num_random_exp", str(a.num_random_exp), "--max_imgs", str(a.max_imgs),
-           "--min_imgs", str(a.min_imgs)]
+           "--min_imgs", str(a.min_imgs), "--cav_solver", a.cav_solver]
     if a.model_path:
         cmd += ["--model_path", a.model_path]
     if a.labels_path:
@@ -160,6 +161,7 @@ def main() -> None:
     p.add_argument("--max_imgs", type=int, default=50)
     p.add_argument("--min_imgs", type=int, default=30)
     p.add_argument("--n_jobs", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--cav_solver", default="sgd", choices=["sgd", "exact"])
     p.add_argument("--flow", action="store_true", help="also time the whole flow, cold and cached")
     p.add_argument("--no_steps", action="store_true", help="only the flow timing")
     a = p.parse_args()

@@ -57,6 +57,7 @@ def ace_flow(
     batch_size: int = 32,
     seed: int = 0,
     n_jobs: Optional[int] = None,
+    cav_solver: str = "sgd",
 ) -> str:
     """Explain ``target_class`` of a model with ACE; returns the path of ``ace_results.txt``.
 
@@ -69,13 +70,15 @@ def ace_flow(
     with tracked_run(working_dir):
         return _explain(wd, target_class, source_dir, model_to_run, model_path, labels_path, list(feature_names),
                         num_random_exp, max_imgs, min_imgs, superpixel_method, clustering_method, n_clusters, fill,
-                        alpha if stat_testing_filter else 1.0, correction, input_size, batch_size, seed, n_jobs)
+                        alpha if stat_testing_filter else 1.0, correction, input_size, batch_size, seed, n_jobs,
+                        cav_solver)
 
 
 def _explain(wd: WorkDir, target_class: str, source_dir: str, model_to_run: str, model_path: Optional[str],
              labels_path: Optional[str], feature_names: list[str], num_random_exp: int, max_imgs: int, min_imgs: int,
              superpixel_method: str, clustering_method: str, n_clusters: int, fill: str, alpha: float,
-             correction: str, input_size: Optional[int], batch_size: int, seed: int, n_jobs: int) -> str:
+             correction: str, input_size: Optional[int], batch_size: int, seed: int, n_jobs: int,
+             cav_solver: str) -> str:
 
     # 1. load images: pick and check them, then decode each set once at the model's input size
     model = resolve_task(model_to_run, model_path, labels_path, target_class, list(feature_names), input_size)
@@ -131,14 +134,14 @@ def _explain(wd: WorkDir, target_class: str, source_dir: str, model_to_run: str,
     jobs = [(layer, r.name) for layer in layers for r in sets.randoms]
     null = sets.random_discovery.name
     cav_outs = [str(wd.cavs(layer, r, wd.key(concept_acts[layer], acts[null][layer], acts[r][layer],
-                                                  grads[layer], seed)))
+                                                  grads[layer], seed, cav_solver)))
                 for layer, r in jobs]
     futures = map_fresh(
         cav_task, cav_outs, concepts_path=[concepts[layer] for layer, _ in jobs],
         concept_acts_path=[concept_acts[layer] for layer, _ in jobs],
         random_discovery_acts=[acts[null][layer] for layer, _ in jobs], random_acts=[acts[r][layer] for layer, r in jobs],
         grads_path=[grads[layer] for layer, _ in jobs], layer=[layer for layer, _ in jobs],
-        random_set=[r for _, r in jobs], seed=unmapped(seed), n_jobs=unmapped(n_jobs),
+        random_set=[r for _, r in jobs], seed=unmapped(seed), solver=unmapped(cav_solver), n_jobs=unmapped(n_jobs),
     )
     scores = [f.result() for f in futures]
 

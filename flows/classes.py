@@ -74,6 +74,7 @@ def ace_classes_flow(
     batch_size: int = 32,
     seed: int = 0,
     n_jobs: Optional[int] = None,
+    cav_solver: str = "sgd",
 ) -> list[ClassResult]:
     """Explain every class of ``target_classes`` in one working directory, one ``ace`` subflow each
     (their reports in ``classes/<class>/``; everything else is shared). Returns a
