@@ -74,44 +74,46 @@ class Steps:
 def bench_steps(a) -> None:
     from ace.storage.keys import content_key
     from ace.storage.layout import WorkDir
-    from ace.tasks import cav, cluster, embed, images, models, patches, report, stats, superpixels
+    from ace.tasks import cav, cluster, embed, images, models, report, sources, stats, superpixels
 
     wd = WorkDir(a.working_dir)
     step = Steps()
-    m = step("resolve model", models.resolve, a.model, a.model_path, a.labels_path, a.target_class, [a.layer])
+    m = step("resolve model", models.resolve, a.model, a.model_path, a.labels_path, a.target_class, [a.layer],
+             None, a.precision)
     spec, layer = m.spec, a.layer
     sets = step("scan images", images.scan_source, a.source_dir, a.target_class, a.num_random_exp, a.max_imgs, a.min_imgs)
     paths = {}
 
-    def load_all():
-        for s in [sets.discovery, sets.scoring, sets.random_discovery, *sets.randoms]:
-            paths[s.name] = images.write_images(s, spec.input_size, spec.resize, str(wd.images(content_key(s.key, spec.input_size, spec.resize))))
+    def load_class_images():
+        for s in [sets.discovery, sets.scoring]:
+            paths[s.name] = images.write_images(s, spec.input_size, spec.resize,
+                                                str(wd.images(content_key(s.key, spec.input_size, spec.resize))))
 
-    step("load images (all sets)", load_all)
+    step("load images (class)", load_class_images)
     disc = paths[sets.discovery.name]
     seg = step("superpixels", superpixels.write_segments, disc, "slic", str(wd.segments(content_key(disc, "bench"))), a.n_jobs)
     fill = spec.fill_value("mean")
-    pat = step("patches", patches.write_patches, disc, seg, spec.input_size, fill, str(wd.patches(content_key(seg, "bench"))))
-    acts = step("embed superpixels", embed.write_activations, spec, [layer], pat, "superpixel",
-                [str(wd.acts(layer, content_key(pat, spec.key, "bench")))])[0]
+    sp = sources.Superpixels(disc, seg, spec.input_size, fill)
+    acts = step("patches + embed superpixels", embed.write_activations, spec, [layer], sp,
+                [str(wd.acts(layer, content_key(sp.key, spec, "bench")))])[0]
     rand = {}
 
     def embed_randoms():
         for s in [sets.random_discovery, *sets.randoms]:
-            rand[s.name] = embed.write_activations(spec, [layer], paths[s.name], "image",
-                                                   [str(wd.acts(layer, content_key(paths[s.name], spec.key)))])[0]
+            src = sources.ImageFiles(s, spec.input_size, spec.resize)
+            rand[s.name] = embed.write_activations(spec, [layer], src, [str(wd.acts(layer, content_key(src.key, spec)))])[0]
 
-    step("embed random sets", embed_randoms)
+    step("decode + embed random sets", embed_randoms)
     grads = step("gradients", embed.write_gradients, spec, [layer], paths[sets.scoring.name], m.class_idx,
                  [str(wd.grads(layer, content_key(spec.key, "bench")))])[0]
     cl = step("cluster", cluster.write_clusters, acts, "KM", 25, 0, str(wd.clusters(layer, content_key(acts, "bench"))))
-    con = step("filter", cluster.write_concepts, cl, pat, layer, a.target_class, len(sets.discovery), a.min_imgs, a.max_imgs,
+    con = step("filter", cluster.write_concepts, cl, seg, layer, a.target_class, len(sets.discovery), a.min_imgs, a.max_imgs,
                str(wd.concepts_cache(layer, content_key(cl, "bench"))))
     ca = step("concept activations", cav.write_concept_acts, con, acts, str(wd.acts(layer, content_key(con, "bench"))))
 
     def all_cavs():
         return [cav.score_random_set(con, ca, rand["random_discovery"], rand[r.name], grads, layer, r.name, 0,
-                                     str(wd.cavs(layer, r.name, "bench-" + a.cav_solver)), a.n_jobs, a.cav_solver)
+                                     str(wd.cavs(layer, r.name, "bench-" + a.cav_solver)), a.cav_solver)
                 for r in sets.randoms]
 
     scores = step(f"CAVs + TCAV ({len(sets.randoms)} sets)", all_cavs)
@@ -119,7 +121,7 @@ def bench_steps(a) -> None:
     info = report.RunInfo(a.target_class, m.class_idx, a.model, (layer,), a.num_random_exp, len(sets.discovery),
                           len(sets.scoring), 0.01, "none")
     step("report", report.write_report, a.working_dir, info, tested, scores,
-         {layer: con}, disc, seg, pat, grads, list(sets.discovery.files), fill, str(wd.report_stamp(a.target_class, "bench")))
+         {layer: con}, disc, sp, grads, list(sets.discovery.files), fill, str(wd.report_stamp(a.target_class, "bench")))
     total = sum(r[1] for r in step.rows)
     print(f"{'total':<28} {total:8.1f} s {max(r[2] for r in step.rows):8.0f} MB peak RSS (max over steps)")
     print(f"{sum(t.significant for t in tested)} significant concepts of {len(tested)}")
@@ -129,7 +131,7 @@ def bench_flow(a) -> None:
     cmd = [sys.executable, str(HERE.parent / "ace_run.py"), "--num_parallel_runs", "0", "--target_class", a.target_class,
            "--source_dir", a.source_dir, "--working_dir", a.working_dir + "_flow", "--model_to_run", a.model,
            "--feature_names", a.layer, "--num_random_exp", str(a.num_random_exp), "--max_imgs", str(a.max_imgs),
-           "--min_imgs", str(a.min_imgs), "--cav_solver", a.cav_solver]
+           "--min_imgs", str(a.min_imgs), "--cav_solver", a.cav_solver, "--precision", a.precision]
     if a.model_path:
         cmd += ["--model_path", a.model_path]
     if a.labels_path:
@@ -162,6 +164,7 @@ def main() -> None:
     p.add_argument("--min_imgs", type=int, default=30)
     p.add_argument("--n_jobs", type=int, default=os.cpu_count() or 1)
     p.add_argument("--cav_solver", default="sgd", choices=["sgd", "exact"])
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--flow", action="store_true", help="also time the whole flow, cold and cached")
     p.add_argument("--no_steps", action="store_true", help="only the flow timing")
     a = p.parse_args()

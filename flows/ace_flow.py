@@ -2,7 +2,7 @@
 
     1. load images      scan-images, load-images
     2. superpixels      superpixels (three resolutions, de-duplicated)
-    3. patches          patches (superpixel crops resized to the model input)
+    3. patches          superpixel crops resized to the model input (made on the fly, never stored)
     4. embed            embed (activations, Parquet), gradients (class-logit gradients)
     5. cluster          cluster, filter-concepts, concept-activations
     6. CAV + TCAV       cav-tcav, mapped over every random set (and layer)
@@ -27,7 +27,7 @@ from ace.tasks.cluster import cluster_task, filter_task
 from ace.tasks.embed import embed_task, gradients_task
 from ace.tasks.images import load_images_task, scan_source_task
 from ace.tasks.models import resolve_task
-from ace.tasks.patches import patches_task
+from ace.tasks.sources import ImageFiles, Superpixels
 from ace.tasks.report import RunInfo, report_task
 from ace.tasks.stats import stats_task
 from ace.tasks.superpixels import superpixels_task
@@ -58,6 +58,7 @@ def ace_flow(
     seed: int = 0,
     n_jobs: Optional[int] = None,
     cav_solver: str = "sgd",
+    precision: str = "auto",
 ) -> str:
     """Explain ``target_class`` of a model with ACE; returns the path of ``ace_results.txt``.
 
@@ -71,22 +72,23 @@ def ace_flow(
         return _explain(wd, target_class, source_dir, model_to_run, model_path, labels_path, list(feature_names),
                         num_random_exp, max_imgs, min_imgs, superpixel_method, clustering_method, n_clusters, fill,
                         alpha if stat_testing_filter else 1.0, correction, input_size, batch_size, seed, n_jobs,
-                        cav_solver)
+                        cav_solver, precision)
 
 
 def _explain(wd: WorkDir, target_class: str, source_dir: str, model_to_run: str, model_path: Optional[str],
              labels_path: Optional[str], feature_names: list[str], num_random_exp: int, max_imgs: int, min_imgs: int,
              superpixel_method: str, clustering_method: str, n_clusters: int, fill: str, alpha: float,
              correction: str, input_size: Optional[int], batch_size: int, seed: int, n_jobs: int,
-             cav_solver: str) -> str:
+             cav_solver: str, precision: str) -> str:
 
-    # 1. load images: pick and check them, then decode each set once at the model's input size
-    model = resolve_task(model_to_run, model_path, labels_path, target_class, list(feature_names), input_size)
+    # 1. load images: pick and check them; decode the class's images once at the model's input size
+    #    (random sets are decoded from their files while they are embedded, never stored)
+    model = resolve_task(model_to_run, model_path, labels_path, target_class, list(feature_names), input_size,
+                         precision)
     spec, layers = model.spec, list(model.layers)
     sets = scan_source_task(source_dir, target_class, num_random_exp, max_imgs, min_imgs)
-    all_sets = [sets.discovery, sets.scoring, sets.random_discovery, *sets.randoms]
     image_paths = {}
-    for s in all_sets:
+    for s in (sets.discovery, sets.scoring):
         out = str(wd.images(wd.key(s.key, spec.input_size, spec.resize)))
         image_paths[s.name] = fresh(load_images_task, out)(s, spec.input_size, spec.resize, out)
     discovery_images = image_paths[sets.discovery.name]
@@ -95,22 +97,19 @@ def _explain(wd: WorkDir, target_class: str, source_dir: str, model_to_run: str,
     seg_out = str(wd.segments(wd.key(discovery_images, superpixel_method)))
     segments = fresh(superpixels_task, seg_out)(discovery_images, superpixel_method, seg_out, n_jobs)
 
-    # 3. patches: every superpixel resized to the model input, filled with the neutral value
+    # 3. patches: every superpixel cropped, filled with the neutral value and resized to the model
+    #    input; re-made from the masks whenever needed (embedding, report), never stored
     fill_rgb = spec.fill_value(fill)
-    patch_out = str(wd.patches(wd.key(segments, spec.input_size, fill_rgb)))
-    patches = fresh(patches_task, patch_out)(discovery_images, segments, spec.input_size, fill_rgb, patch_out)
+    superpixels = Superpixels(discovery_images, segments, spec.input_size, fill_rgb)
 
     # 4. embed superpixels and random images at every layer; gradients of the scoring images
-    sources = [("superpixels", patches, "superpixel")]
-    sources += [(s.name, image_paths[s.name], "image") for s in [sets.random_discovery, *sets.randoms]]
-    acts: dict = {}
-    for name, path, column in sources:
-        outs = [str(wd.acts(layer, wd.key(spec, layer, path))) for layer in layers]
-        acts[name] = dict(zip(layers, outs))
-    futures = [
-        fresh(embed_task, list(acts[name].values())).submit(spec, layers, path, column, list(acts[name].values()), batch_size)
-        for name, path, column in sources
-    ]
+    sources = {"superpixels": superpixels}
+    sources.update({s.name: ImageFiles(s, spec.input_size, spec.resize) for s in [sets.random_discovery, *sets.randoms]})
+    acts = {name: {layer: str(wd.acts(layer, wd.key(spec, layer, src.key))) for layer in layers}
+            for name, src in sources.items()}
+    futures = [fresh(embed_task, list(acts[name].values())).submit(spec, layers, src, list(acts[name].values()),
+                                                                    batch_size)
+               for name, src in sources.items()]
     scoring_images = image_paths[sets.scoring.name]
     grad_outs = [str(wd.grads(layer, wd.key(spec, layer, scoring_images, model.class_idx))) for layer in layers]
     grads = dict(zip(layers, fresh(gradients_task, grad_outs)(spec, layers, scoring_images, model.class_idx, grad_outs)))
@@ -123,9 +122,9 @@ def _explain(wd: WorkDir, target_class: str, source_dir: str, model_to_run: str,
         emb = acts["superpixels"][layer]
         cl_out = str(wd.clusters(layer, wd.key(emb, clustering_method, n_clusters, seed)))
         clusters = fresh(cluster_task, cl_out)(emb, clustering_method, n_clusters, seed, cl_out)
-        co_out = str(wd.concepts_cache(layer, wd.key(clusters, patches, target_class, len(sets.discovery),
-                                                          min_imgs, max_imgs)))
-        concepts[layer] = fresh(filter_task, co_out)(clusters, patches, layer, target_class, len(sets.discovery),
+        co_out = str(wd.concepts_cache(layer, wd.key(clusters, segments, target_class, len(sets.discovery),
+                                                     min_imgs, max_imgs)))
+        concepts[layer] = fresh(filter_task, co_out)(clusters, segments, layer, target_class, len(sets.discovery),
                                                      min_imgs, max_imgs, co_out)
         ca_out = str(wd.acts(layer, wd.key("concepts", concepts[layer], emb)))
         concept_acts[layer] = fresh(concept_acts_task, ca_out)(concepts[layer], emb, ca_out)
@@ -141,7 +140,7 @@ def _explain(wd: WorkDir, target_class: str, source_dir: str, model_to_run: str,
         concept_acts_path=[concept_acts[layer] for layer, _ in jobs],
         random_discovery_acts=[acts[null][layer] for layer, _ in jobs], random_acts=[acts[r][layer] for layer, r in jobs],
         grads_path=[grads[layer] for layer, _ in jobs], layer=[layer for layer, _ in jobs],
-        random_set=[r for _, r in jobs], seed=unmapped(seed), solver=unmapped(cav_solver), n_jobs=unmapped(n_jobs),
+        random_set=[r for _, r in jobs], seed=unmapped(seed), solver=unmapped(cav_solver),
     )
     scores = [f.result() for f in futures]
 
@@ -149,9 +148,9 @@ def _explain(wd: WorkDir, target_class: str, source_dir: str, model_to_run: str,
     tested = stats_task(scores, alpha, correction)
     info = RunInfo(target_class, model.class_idx, model_to_run, tuple(layers), num_random_exp, len(sets.discovery),
                    len(sets.scoring), alpha, correction)
-    stamp = str(wd.report_stamp(target_class, wd.key(info, scores, tested, concepts, patches, grads, fill_rgb)))
-    summary = fresh(report_task, stamp)(wd.root, info, tested, scores, concepts, discovery_images, segments,
-                                        patches, grads[layers[0]], list(sets.discovery.files), fill_rgb, stamp)
+    stamp = str(wd.report_stamp(target_class, wd.key(info, scores, tested, concepts, superpixels.key, grads)))
+    summary = fresh(report_task, stamp)(wd.root, info, tested, scores, concepts, discovery_images, superpixels,
+                                        grads[layers[0]], list(sets.discovery.files), fill_rgb, stamp)
     kept = sum(t.significant for t in tested)
     print(f"ACE found {kept} significant concepts of {len(tested)} for '{target_class}'. Report: {summary}")
     return summary

@@ -75,6 +75,7 @@ def ace_classes_flow(
     seed: int = 0,
     n_jobs: Optional[int] = None,
     cav_solver: str = "sgd",
+    precision: str = "auto",
 ) -> list[ClassResult]:
     """Explain every class of ``target_classes`` in one working directory, one ``ace`` subflow each
     (their reports in ``classes/<class>/``; everything else is shared). Returns a

@@ -2,11 +2,11 @@
 
 Shared by every class explained in it (computed once, keyed by content):
 
-    acts/<layer>/<key>.parquet           activations (full tensor and channel mean) per image set
+    acts/<layer>/<key>.parquet           activations (full tensor, as computed: bf16 under --precision bf16;
+                                         and channel mean) of the superpixels and of each random set
     acts/grads/<layer>/<key>.parquet     class-logit gradients of the scoring images
-    cache/images/<key>.parquet           decoded, resized uint8 images of one image set
+    cache/images/<key>.parquet           decoded, resized uint8 images of a class's discovery / scoring set
     cache/segments/<key>.parquet         kept superpixel masks of the discovery images
-    cache/patches/<key>.parquet          superpixels (uint8, model input size)
     cache/clusters/<layer>/<key>.parquet cluster label and distance to centre per superpixel
     cache/concepts/<layer>/<key>.json    clusters kept as concepts
     cavs/<layer>/<random set>-<key>.npz  CAVs of every concept against one random set
@@ -56,9 +56,6 @@ class WorkDir:
 
     def segments(self, key: str) -> Path:
         return self.path / "cache" / "segments" / f"{key}.parquet"
-
-    def patches(self, key: str) -> Path:
-        return self.path / "cache" / "patches" / f"{key}.parquet"
 
     def acts(self, layer: str, key: str) -> Path:
         return self.path / "acts" / safe_name(layer) / f"{key}.parquet"

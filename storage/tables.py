@@ -1,8 +1,10 @@
 """Parquet tables of fixed-shape arrays.
 
 Every cached array in the working directory (decoded images, superpixels, activations,
-gradients) is a Parquet file whose array columns are fixed-size lists of the flattened values,
-with each column's shape and dtype in the schema metadata. Tables are written one row group per
+gradients) is a Parquet file whose array columns hold each row's raw bytes (fixed-size binary:
+read back with one copy, ~10x faster than Parquet's nested lists), with each column's shape and
+dtype in the schema metadata. ``bfloat16`` columns (activations computed in bf16) are stored as
+their 16-bit patterns and read back as float32. Tables are written one row group per
 ``append`` (so writers never hold the whole table) and read back by columns, by row groups, or
 for a subset of rows, so readers never need more than one row group at a time.
 """
@@ -20,25 +22,44 @@ import pyarrow.parquet as pq
 from ace.storage.atomic import atomic_path
 
 _META_KEY = b"ace"
-_DTYPES = {
-    "uint8": pa.uint8(),
-    "int32": pa.int32(),
-    "int64": pa.int64(),
-    "float32": pa.float32(),
-    "float64": pa.float64(),
-    "bool": pa.bool_(),
-}
+_DTYPES = ("uint8", "int32", "int64", "float16", "bfloat16", "float32", "float64", "bool")
+
+
+class BF16(np.ndarray):
+    """Marks a uint16 array as the bit patterns of bfloat16 values (numpy has no bfloat16)."""
+
+
+def as_bf16_bits(bits: np.ndarray) -> np.ndarray:
+    """Wrap uint16 bfloat16 bit patterns so that a table stores them as a ``bfloat16`` column."""
+    return np.asarray(bits, dtype=np.uint16).view(BF16)
+
+
+def bf16_to_float32(bits: np.ndarray) -> np.ndarray:
+    out = np.asarray(bits, dtype=np.uint16).astype(np.uint32)
+    out <<= 16
+    return out.view(np.float32)
 
 
 def _array_column(values: np.ndarray) -> tuple[pa.Array, dict]:
-    values = np.ascontiguousarray(values)
-    dtype = str(values.dtype)
+    dtype = "bfloat16" if isinstance(values, BF16) else str(values.dtype)
+    values = np.ascontiguousarray(values.view(np.ndarray))
     if dtype not in _DTYPES:
         raise TypeError(f"unsupported dtype {dtype} for a table column")
     shape = list(values.shape[1:])
-    size = int(np.prod(shape)) if shape else 1
-    flat = pa.array(values.reshape(-1), type=_DTYPES[dtype])
-    return pa.FixedSizeListArray.from_arrays(flat, size), {"shape": shape, "dtype": dtype}
+    row_bytes = int(values[0].nbytes) if len(values) else int(np.prod(shape) * values.itemsize)
+    arr = pa.FixedSizeBinaryArray.from_buffers(pa.binary(max(row_bytes, 1)), len(values),
+                                               [None, pa.py_buffer(values.tobytes())])
+    return arr, {"shape": shape, "dtype": dtype}
+
+
+def _rows_to_numpy(arr: pa.FixedSizeBinaryArray, info: dict) -> np.ndarray:
+    raw_dtype = np.uint16 if info["dtype"] == "bfloat16" else np.dtype(info["dtype"])
+    if len(arr) == 0:
+        return np.zeros((0, *info["shape"]), np.float32 if info["dtype"] == "bfloat16" else raw_dtype)
+    width = arr.type.byte_width
+    data = np.frombuffer(arr.buffers()[1], dtype=np.uint8)[arr.offset * width:(arr.offset + len(arr)) * width]
+    out = data.view(raw_dtype).reshape(len(arr), *info["shape"])
+    return bf16_to_float32(out) if info["dtype"] == "bfloat16" else out.copy()
 
 
 class TableWriter:
@@ -81,9 +102,10 @@ class TableWriter:
             self._shapes = shapes
             meta = {"columns": shapes, "meta": self.meta}
             self._schema = batch.schema.with_metadata({_META_KEY: json.dumps(meta).encode()})
+            # zstd level 1: images and masks shrink a lot, bf16 activations by ~20%, at >1 GB/s reads
             self._writer = pq.ParquetWriter(
-                self._tmp, self._schema, compression="zstd", compression_level=1,
-                use_dictionary=False, write_statistics=False,
+                self._tmp, self._schema, compression="zstd", compression_level=1, use_dictionary=False,
+                write_statistics=False,
             )
         elif shapes != self._shapes:
             raise ValueError(f"column shapes changed mid-table: {shapes} != {self._shapes}")
@@ -135,9 +157,7 @@ class ArrayTable:
         if isinstance(arr, pa.ChunkedArray):
             arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
         if name in self.columns:
-            info = self.columns[name]
-            flat = arr.flatten().to_numpy(zero_copy_only=False)
-            return flat.astype(info["dtype"], copy=False).reshape(len(arr), *info["shape"])
+            return _rows_to_numpy(arr, self.columns[name])
         return arr.to_pylist()
 
     def read(self, column: str, rows: Sequence[int] | np.ndarray | None = None):
@@ -157,7 +177,8 @@ class ArrayTable:
             parts[int(g)] = (sel, self._to_numpy(column, col.take(pa.array(local))))
         if column in self.columns:
             info = self.columns[column]
-            out = np.empty((len(rows), *info["shape"]), dtype=info["dtype"])
+            dtype = np.float32 if info["dtype"] == "bfloat16" else info["dtype"]
+            out = np.empty((len(rows), *info["shape"]), dtype=dtype)
             for sel, vals in parts.values():
                 out[sel] = vals
             return out

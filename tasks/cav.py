@@ -9,18 +9,18 @@ cross-entropy loss and counted negative products: the same sign convention up to
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from joblib import Parallel, delayed
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import SGDClassifier
 from sklearn.model_selection import train_test_split
 from sklearn.svm import SVC
 
 from ace.storage.atomic import atomic_path
-from ace.storage.tables import ArrayTable, TableWriter
+from ace.storage.tables import ArrayTable, TableWriter, as_bf16_bits
 from ace.tasks.caching import ace_task
 from ace.tasks.cluster import read_concepts
 
@@ -89,18 +89,23 @@ def train_cav(concept: np.ndarray, random: np.ndarray, seed: int = 0, alpha: flo
         direction: (D,) float32 unit vector pointing toward the concept.
         accuracy: the classifier's accuracy on the held-out third.
     """
+    if solver not in CAV_SOLVERS:
+        raise ValueError(f"--cav_solver must be one of {', '.join(CAV_SOLVERS)}, got {solver!r}")
     n = min(len(concept), len(random))
     if n < 2:
         raise ValueError(f"a CAV needs at least 2 examples per class, got {len(concept)} and {len(random)}")
-    if solver not in CAV_SOLVERS:
-        raise ValueError(f"--cav_solver must be one of {', '.join(CAV_SOLVERS)}, got {solver!r}")
-    x = np.concatenate([concept[:n].reshape(n, -1), random[:n].reshape(n, -1)]).astype(np.float32, copy=False)
+    pos = np.asarray(concept[:n], np.float32).reshape(n, -1)
+    neg = np.asarray(random[:n], np.float32).reshape(n, -1)
+    gram = np.empty((2 * n, 2 * n))
+    gram[:n, :n], gram[:n, n:] = pos @ pos.T, pos @ neg.T
+    gram[n:, :n], gram[n:, n:] = gram[:n, n:].T, neg @ neg.T
     y = np.concatenate([np.ones(n, np.int64), np.zeros(n, np.int64)])
     tr, te = train_test_split(np.arange(2 * n), test_size=test_size, stratify=y, random_state=seed)
-    gram = (x @ x.T).astype(np.float64)
     coef, _, accuracy = fit_in_span(gram[np.ix_(tr, tr)], y[tr], gram[np.ix_(te, tr)], y[te], solver, seed, alpha,
                                     max_iter, tol)
-    w = x[tr].T.astype(np.float64) @ coef
+    full = np.zeros(2 * n, np.float32)
+    full[tr] = coef
+    w = (full[:n] @ pos + full[n:] @ neg).astype(np.float64)
     norm = np.linalg.norm(w)
     direction = (w / norm if norm > 0 else w).astype(np.float32)
     return direction, accuracy
@@ -124,32 +129,46 @@ class RandomSetScores:
 
 
 def write_concept_acts(concepts_path: str, acts_path: str, out: str) -> str:
-    """Gather the full activations of every concept's examples into one compact table."""
+    """Gather the full activations of every concept's examples into one compact table (stored in the
+    source's precision)."""
     concepts = read_concepts(concepts_path)
     src = ArrayTable(acts_path)
+    bf16 = src.columns["act"]["dtype"] == "bfloat16"
     with TableWriter(out, {"concepts": [c.name for c in concepts]}) as w:
         for k, c in enumerate(concepts):
-            w.append(act=src.read("act", list(c.examples)), concept=np.full(len(c.examples), k, np.int64))
+            act = src.read("act", list(c.examples))
+            if bf16:  # exact: the float32 values came from bfloat16
+                act = as_bf16_bits((act.view(np.uint32) >> 16).astype(np.uint16))
+            w.append(act=act, concept=np.full(len(c.examples), k, np.int64))
     return out
 
 
+@functools.lru_cache(maxsize=4)
+def _shared(path: str, column: str, by_concept: bool = False):
+    """Arrays every random set's task reads (concept and random_discovery activations, gradients),
+    read once per process and kept read-only."""
+    t = ArrayTable(path)
+    values = t.read(column)
+    values.setflags(write=False)
+    if not by_concept:
+        return values
+    which = np.asarray(t.read("concept"))
+    return [values[which == k] for k in range(int(which.max()) + 1 if len(which) else 0)]
+
+
 def score_random_set(concepts_path: str, concept_acts_path: str, random_discovery_acts: str, random_acts: str,
-                     grads_path: str, layer: str, random_set: str, seed: int, out: str, n_jobs: int = 1,
-                     solver: str = "sgd") -> RandomSetScores:
+                     grads_path: str, layer: str, random_set: str, seed: int, out: str, solver: str = "sgd"
+                     ) -> RandomSetScores:
     """Train the CAV of every concept and of ``random_discovery`` against one random set, score them
     with TCAV, and save the CAVs to ``out`` (npz: names, cavs, accuracies, scores)."""
     concepts = read_concepts(concepts_path)
-    ca = ArrayTable(concept_acts_path)
     neg = ArrayTable(random_acts).read("act")
-    grads = ArrayTable(grads_path).read("grad")
-    positives = []
-    if concepts:
-        acts, which = ca.read("act"), np.asarray(ca.read("concept"))
-        positives = [(c.name, acts[which == k]) for k, c in enumerate(concepts)]
-    positives.append((RANDOM_DISCOVERY, ArrayTable(random_discovery_acts).read("act")))
-    # SGD releases the GIL: threads train several CAVs at once
-    fitted = Parallel(n_jobs=n_jobs, prefer="threads")(delayed(train_cav)(pos, neg, seed=seed, solver=solver)
-                                                        for _, pos in positives)
+    grads = _shared(grads_path, "grad")
+    by_concept = _shared(concept_acts_path, "act", True) if concepts else []
+    positives = [(c.name, by_concept[k]) for k, c in enumerate(concepts)]
+    positives.append((RANDOM_DISCOVERY, _shared(random_discovery_acts, "act")))
+    # one CAV after another: each is a few small BLAS calls that already use every core
+    fitted = [train_cav(pos, neg, seed=seed, solver=solver) for _, pos in positives]
     names = [name for name, _ in positives]
     dirs = [d for d, _ in fitted]
     accs = [acc for _, acc in fitted]
@@ -177,7 +196,6 @@ def read_random_set_scores(out: str) -> RandomSetScores:
 
 @ace_task("cav-tcav", load=read_random_set_scores)
 def cav_task(concepts_path: str, concept_acts_path: str, random_discovery_acts: str, random_acts: str,
-             grads_path: str, layer: str, random_set: str, seed: int, solver: str, out: str, n_jobs: int = 1
-             ) -> RandomSetScores:
+             grads_path: str, layer: str, random_set: str, seed: int, solver: str, out: str) -> RandomSetScores:
     return score_random_set(concepts_path, concept_acts_path, random_discovery_acts, random_acts, grads_path,
-                            layer, random_set, seed, out, n_jobs, solver)
+                            layer, random_set, seed, out, solver)

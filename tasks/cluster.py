@@ -69,7 +69,7 @@ def is_concept(n_members: int, n_images: int, n_discovery: int, min_imgs: int) -
 
 @dataclass(frozen=True)
 class Concept:
-    """A kept cluster: ``examples`` are rows of the patches table, nearest to the centre first."""
+    """A kept cluster: ``examples`` are rows of the segments table (superpixels), nearest to the centre first."""
 
     name: str
     cluster: int
@@ -101,12 +101,12 @@ def write_clusters(acts_path: str, method: str, n_clusters: int, seed: int, out:
     return out
 
 
-def write_concepts(clusters_path: str, patches_path: str, layer: str, target_class: str, n_discovery: int,
+def write_concepts(clusters_path: str, segments_path: str, layer: str, target_class: str, n_discovery: int,
                    min_imgs: int, max_imgs: int, out: str) -> str:
     """Keep the clusters that pass the filter; write them as ``<target_class>_concept<k>`` JSON."""
     t = ArrayTable(clusters_path)
     labels, cost = t.read("label"), t.read("cost")
-    image_index = np.asarray(ArrayTable(patches_path).read("image_index"))
+    image_index = np.asarray(ArrayTable(segments_path).read("image_index"))  # of each superpixel
     concepts = filter_concepts(labels, cost, image_index, n_discovery, min_imgs, max_imgs, target_class)
     write_text(out, json.dumps({"layer": layer, "n_superpixels": int(len(labels)),
                                 "concepts": [asdict(c) for c in concepts]}, indent=1))
@@ -125,6 +125,6 @@ def cluster_task(acts_path: str, method: str, n_clusters: int, seed: int, out: s
 
 
 @ace_task("filter-concepts")
-def filter_task(clusters_path: str, patches_path: str, layer: str, target_class: str, n_discovery: int, min_imgs: int,
+def filter_task(clusters_path: str, segments_path: str, layer: str, target_class: str, n_discovery: int, min_imgs: int,
                 max_imgs: int, out: str) -> str:
-    return write_concepts(clusters_path, patches_path, layer, target_class, n_discovery, min_imgs, max_imgs, out)
+    return write_concepts(clusters_path, segments_path, layer, target_class, n_discovery, min_imgs, max_imgs, out)

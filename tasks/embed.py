@@ -16,6 +16,8 @@ from torch import nn
 from ace.storage.tables import ArrayTable, TableWriter
 from ace.tasks.caching import ace_task
 from ace.tasks.models import ModelSpec, check_layers, model_device, using_model
+from ace.tasks.precision import autocast, to_storage
+from ace.tasks.sources import prefetch
 
 
 class _Enough(Exception):
@@ -75,7 +77,10 @@ def channel_mean(act: np.ndarray) -> np.ndarray:
 
 def class_logit_gradients(model: nn.Module, layers: list[str], x: torch.Tensor, class_idx: int
                           ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """d logit[class_idx] / d activation, per image, at each layer; and the logits (N, classes)."""
+    """d logit[class_idx] / d activation, per image, at each layer; and the logits (N, classes).
+
+    The network runs without autograd up to the first hooked layer, whose output becomes the leaf
+    the gradients are taken against: no graph (and no saved activations) for the part before it."""
     modules = dict(model.named_modules())
     acts: dict[str, torch.Tensor] = {}
     handles = []
@@ -83,17 +88,20 @@ def class_logit_gradients(model: nn.Module, layers: list[str], x: torch.Tensor, 
     def hook_for(name):
         def hook(_m, _inp, out):
             t = _first_tensor(out)
+            if not t.requires_grad:  # the first hooked layer (or one on a branch the others do not feed)
+                torch.set_grad_enabled(True)
+                t = t.detach().requires_grad_(True)
             acts[name] = t
             # later in-place ops must not touch the tensor we differentiate against
-            return t.clone() if isinstance(out, torch.Tensor) else out
+            new = t.clone()
+            return new if isinstance(out, torch.Tensor) else type(out)((new, *out[1:]))
 
         return hook
 
     for name in layers:
         handles.append(modules[name].register_forward_hook(hook_for(name)))
     try:
-        with torch.enable_grad():
-            x = x.clone().requires_grad_(True)
+        with torch.no_grad():  # grad mode is switched on by the first hook and restored on exit
             logits = model(x)
             if isinstance(logits, (tuple, list)):
                 logits = logits[0]
@@ -107,23 +115,23 @@ def class_logit_gradients(model: nn.Module, layers: list[str], x: torch.Tensor, 
             logits.detach().float().cpu().numpy())
 
 
-def write_activations(spec: ModelSpec, layers: list[str], source_path: str, column: str, outs: list[str],
-                      batch_size: int = 32) -> list[str]:
-    """Embed every row of ``column`` in the table at ``source_path``; one table per layer with the
-    full activation (``act``) and its channel mean (``mean``)."""
-    src = ArrayTable(source_path)
+def write_activations(spec: ModelSpec, layers: list[str], source, outs: list[str], batch_size: int = 32) -> list[str]:
+    """Embed every image of ``source`` (an :mod:`ace.tasks.sources` description); one table per layer
+    with the full activation (``act``, as computed: bf16/fp16 under reduced precision) and its
+    channel mean (``mean``, float32). Batches are made in a background thread while the model runs."""
     with contextlib.ExitStack() as stack:
         model = stack.enter_context(using_model(spec))
         check_layers(model, layers)
-        writers = [stack.enter_context(TableWriter(o, {"layer": l, "model": spec.key})) for l, o in zip(layers, outs)]
-        for batch in src.iter_batches([column]):
-            data = batch[column]
-            for start in range(0, len(data), batch_size):
-                x = to_input(data[start:start + batch_size], spec, model_device(model))
+        device = model_device(model)
+        writers = [stack.enter_context(TableWriter(o, {"layer": l, "model": spec.key, "precision": spec.precision}))
+                   for l, o in zip(layers, outs)]
+        for data in prefetch(source.batches(batch_size)):
+            x = to_input(data, spec, device)
+            with autocast(spec.precision, device):
                 acts = layer_activations(model, layers, x)
-                for layer, w in zip(layers, writers):
-                    a = acts[layer].float().cpu().numpy()
-                    w.append(act=a, mean=channel_mean(a).astype(np.float32))
+            for layer, w in zip(layers, writers):
+                a = acts[layer]
+                w.append(act=to_storage(a), mean=channel_mean(a.float().cpu().numpy()).astype(np.float32))
     return outs
 
 
@@ -149,9 +157,8 @@ def write_gradients(spec: ModelSpec, layers: list[str], images_path: str, class_
 
 
 @ace_task("embed")
-def embed_task(spec: ModelSpec, layers: list[str], source_path: str, column: str, out: list[str],
-               batch_size: int = 32) -> list[str]:
-    return write_activations(spec, layers, source_path, column, out, batch_size)
+def embed_task(spec: ModelSpec, layers: list[str], source, out: list[str], batch_size: int = 32) -> list[str]:
+    return write_activations(spec, layers, source, out, batch_size)
 
 
 @ace_task("gradients")

@@ -53,6 +53,8 @@ class ModelSpec:
         resize: ``"squash"`` (resize to the input size, as the original ACE) or ``"center_crop"``
             (resize the short side to size*256/224, then crop the centre).
         key: content fingerprint of the weights (sha256 of the state dict).
+        precision: of the forward passes that embed images: ``fp32``, ``bf16`` or ``fp16``
+            (see :mod:`ace.tasks.precision`).
     """
 
     name: str
@@ -62,6 +64,7 @@ class ModelSpec:
     std: tuple[float, float, float]
     resize: str = "squash"
     key: str = ""
+    precision: str = "fp32"
 
     def fill_value(self, mode: str = "mean") -> tuple[float, float, float]:
         """Patch fill colour in [0, 1]: ``"mean"`` maps to zero after normalisation; ``"parity"``
@@ -433,11 +436,14 @@ class ResolvedModel:
 
 
 def resolve(model_to_run: str, model_path: str | None, labels_path: str | None, target_class: str,
-            layers: list[str], input_size: int | None = None) -> ResolvedModel:
+            layers: list[str], input_size: int | None = None, precision: str = "fp32") -> ResolvedModel:
     """Load and fingerprint the model, check the layer names and find the target class."""
+    from ace.tasks.precision import resolve_precision
+
     labels = load_labels(labels_path)
     idx = class_index(labels, target_class)
     spec = resolve_model(model_to_run, model_path, input_size)
+    spec = replace(spec, precision=resolve_precision(precision, compute_device()))
     with using_model(spec) as model, torch.no_grad():
         layers = canonical_layers(model, list(layers))
         try:
@@ -461,5 +467,5 @@ def _resolve_cache_key(context, parameters) -> str:
 
 @task(name="resolve-model", cache_key_fn=_resolve_cache_key, persist_result=True)
 def resolve_task(model_to_run: str, model_path: str | None, labels_path: str | None, target_class: str,
-                 layers: list[str], input_size: int | None = None) -> ResolvedModel:
-    return resolve(model_to_run, model_path, labels_path, target_class, layers, input_size)
+                 layers: list[str], input_size: int | None = None, precision: str = "fp32") -> ResolvedModel:
+    return resolve(model_to_run, model_path, labels_path, target_class, layers, input_size, precision)

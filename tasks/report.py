@@ -37,12 +37,12 @@ from skimage.segmentation import mark_boundaries  # noqa: E402
 
 from ace.storage.atomic import atomic_dir, atomic_path, file_lock, write_text  # noqa: E402
 from ace.storage.layout import ClassDir, WorkDir, concept_folder, safe_name  # noqa: E402
-from ace.storage.tables import ArrayTable  # noqa: E402
 from ace.tasks.caching import ace_task  # noqa: E402
 from ace.tasks.cluster import read_concepts  # noqa: E402
 from ace.tasks.embed import predicted_share  # noqa: E402
 from ace.tasks.images import read_images  # noqa: E402
 from ace.tasks.patches import make_patch  # noqa: E402
+from ace.tasks.sources import Superpixels  # noqa: E402
 from ace.tasks.cav import RandomSetScores  # noqa: E402
 from ace.tasks.stats import ConceptScore, random_baseline  # noqa: E402
 from ace.tasks.superpixels import read_masks  # noqa: E402
@@ -121,7 +121,7 @@ def gallery(path: Path, rows: list[tuple[str, np.ndarray, np.ndarray]], n: int =
 
 
 def write_report(workdir: str, info: RunInfo, scores: list[ConceptScore], results: list[RandomSetScores],
-                 concepts_paths: dict[str, str], images_path: str, segments_path: str, patches_path: str,
+                 concepts_paths: dict[str, str], images_path: str, superpixels: Superpixels,
                  grads_path: str, image_names: list[str], fill: tuple[float, float, float], out: str) -> str:
     """Write the report files listed in this module's docstring; ``out`` is the stamp that marks
     them current. Returns the path of ``ace_results.txt``."""
@@ -133,7 +133,7 @@ def write_report(workdir: str, info: RunInfo, scores: list[ConceptScore], result
     with file_lock(wd.lock(f"report-{safe_name(info.target_class)}")):
         with atomic_dir(target.path) as tmp:
             _write_class_folder(target.rebased(tmp), info, scores, baselines, concepts_paths, images_path,
-                                segments_path, patches_path, image_names, fill)
+                                superpixels, image_names, fill)
         for stale in Path(out).parent.glob("*.json"):  # only the latest stamp says the folder is current
             if stale.name != Path(out).name:
                 stale.unlink(missing_ok=True)
@@ -145,15 +145,13 @@ def write_report(workdir: str, info: RunInfo, scores: list[ConceptScore], result
 
 
 def _write_class_folder(target: ClassDir, info: RunInfo, scores: list[ConceptScore], baselines: dict,
-                        concepts_paths: dict[str, str], images_path: str, segments_path: str, patches_path: str,
+                        concepts_paths: dict[str, str], images_path: str, superpixels: Superpixels,
                         image_names: list[str], fill: tuple[float, float, float]) -> None:
     images = read_images(images_path)
     img_dir = target.concept_dir / "images"
     for i, (img, name) in enumerate(zip(images, image_names)):
         save_png(img_dir / f"{i:03d}_{safe_name(Path(name).stem)}.png", img)
     by_name = {(s.layer, s.concept): s for s in scores}
-    patches = ArrayTable(patches_path)
-    segment_rows = np.asarray(patches.read("segment"))
     # significant concepts, highest mean TCAV first
     kept = {layer: sorted((c for c in read_concepts(concepts_paths[layer])
                            if (layer, c.name) in by_name and by_name[(layer, c.name)].significant),
@@ -161,8 +159,8 @@ def _write_class_folder(target: ClassDir, info: RunInfo, scores: list[ConceptSco
     # every example of every kept concept, read in one pass over each table
     rows = sorted({r for cs in kept.values() for c in cs for r in c.examples})
     pos = {r: i for i, r in enumerate(rows)}
-    sps = patches.read("superpixel", rows) if rows else None
-    masks, idx = read_masks(segments_path, segment_rows[rows]) if rows else (None, None)
+    sps = superpixels.rows(rows, images) if rows else None
+    masks, idx = read_masks(superpixels.segments_path, rows) if rows else (None, None)
     for layer in info.layers:
         gallery_rows = []
         for c in kept[layer]:
@@ -213,9 +211,9 @@ def read_stamp(out: str) -> str:
 
 @ace_task("report", load=read_stamp)
 def report_task(workdir: str, info: RunInfo, scores: list[ConceptScore], results: list[RandomSetScores],
-                concepts_paths: dict, images_path: str, segments_path: str, patches_path: str, grads_path: str,
+                concepts_paths: dict, images_path: str, superpixels: Superpixels, grads_path: str,
                 image_names: list[str], fill: tuple[float, float, float], out: str) -> str:
-    summary = write_report(workdir, info, scores, results, concepts_paths, images_path, segments_path, patches_path,
+    summary = write_report(workdir, info, scores, results, concepts_paths, images_path, superpixels,
                            grads_path, image_names, fill, out)
     # the summary in the Prefect UI too
     slug = re.sub(r"[^a-z0-9]+", "-", f"ace-{info.target_class}".lower()).strip("-")

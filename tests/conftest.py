@@ -102,7 +102,7 @@ def prefect_server(tmp_path_factory):
 
 BODIES = [
     ("ace.tasks.models", "resolve"), ("ace.tasks.images", "scan_source"), ("ace.tasks.images", "write_images"),
-    ("ace.tasks.superpixels", "write_segments"), ("ace.tasks.patches", "write_patches"),
+    ("ace.tasks.superpixels", "write_segments"),
     ("ace.tasks.embed", "write_activations"), ("ace.tasks.embed", "write_gradients"),
     ("ace.tasks.cluster", "write_clusters"), ("ace.tasks.cluster", "write_concepts"),
     ("ace.tasks.cav", "write_concept_acts"), ("ace.tasks.cav", "score_random_set"),

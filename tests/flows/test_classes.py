@@ -23,7 +23,7 @@ def test_a_second_class_reuses_every_random_set_and_leaves_the_first_alone(demo_
     summary = wd / "classes" / "disc_square" / "results_summaries" / "ace_results.txt"
     first = summary.read_text()
     first_files = sorted(p.relative_to(wd) for p in (wd / "classes" / "disc_square").rglob("*"))
-    calls = forbid(monkeypatch, allowed=("resolve", "scan_source", "write_images", "write_segments", "write_patches",
+    calls = forbid(monkeypatch, allowed=("resolve", "scan_source", "write_images", "write_segments",
                                          "write_activations", "write_gradients", "write_clusters", "write_concepts",
                                          "write_concept_acts", "score_random_set", "significance", "write_report"))
     out = Path(run(**{**kwargs, "target_class": "triangle_stripes"}))

@@ -43,7 +43,6 @@ def test_demo_flow_writes_every_output(demo_run):
 def test_demo_concepts_are_the_class_parts(demo_run, demo_world):
     """The ground truth: disc_square images are a red disc and a blue square on a texture. The most
     significant concepts' superpixels must lie on those parts, not on the background."""
-    from ace.storage.tables import ArrayTable
     from ace.tasks.cluster import read_concepts
     from ace.tasks.superpixels import read_masks
 
@@ -54,12 +53,10 @@ def test_demo_concepts_are_the_class_parts(demo_run, demo_world):
     files = sorted((demo_world / "disc_square").glob("*.png"))[:12]
     gt = np.stack([np.asarray(Image.open(demo_world / "masks" / "disc_square" / f.name)) for f in files])
     (concepts_path,) = (wd / "cache" / "concepts" / "block3").glob("*.json")
-    (patches_path,) = (wd / "cache" / "patches").glob("*.parquet")
     (segments_path,) = (wd / "cache" / "segments").glob("*.parquet")
-    seg_rows = np.asarray(ArrayTable(patches_path).read("segment"))
     on_part = {}
     for c in read_concepts(str(concepts_path)):
-        masks, idx = read_masks(str(segments_path), seg_rows[list(c.examples)])
+        masks, idx = read_masks(str(segments_path), list(c.examples))
         share = [(gt[i][m] > 0).mean() for m, i in zip(masks, idx)]
         on_part[c.name] = float(np.mean(np.array(share) > 0.5))
     best = max(kept, key=lambda n: on_part[n])
@@ -88,11 +85,11 @@ def test_fewer_random_sets_reuse_every_activation(demo_run, monkeypatch):
 
 def test_a_deleted_cache_file_is_recomputed_not_dangling(demo_run, monkeypatch):
     kwargs, _ = demo_run
-    (patches_path,) = (Path(kwargs["working_dir"]) / "cache" / "patches").glob("*.parquet")
-    patches_path.unlink()
-    calls = forbid(monkeypatch, allowed=("write_patches",))
+    (segments_path,) = (Path(kwargs["working_dir"]) / "cache" / "segments").glob("*.parquet")
+    segments_path.unlink()
+    calls = forbid(monkeypatch, allowed=("write_segments",))
     run(**kwargs)
-    assert calls == ["write_patches"] and patches_path.exists()
+    assert calls == ["write_segments"] and segments_path.exists()
 
 
 def test_bad_layer_fails_with_close_matches(demo_run):

@@ -86,3 +86,20 @@ def test_working_dir_keys_do_not_depend_on_where_it_lies():
     a, b = WorkDir("/x/wd"), WorkDir("/y/other")
     assert a.key(str(a.acts("l", "k")), 3) == b.key(str(b.acts("l", "k")), 3)
     assert a.key("/elsewhere/file", 3) != b.key("/elsewhere/other", 3)
+
+
+def test_bfloat16_and_float16_columns_round_trip(tmp_path):
+    import torch
+
+    from ace.storage.tables import as_bf16_bits
+
+    x = torch.randn(7, 3, 4)
+    bits = x.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+    write_table(tmp_path / "t.parquet", act=as_bf16_bits(bits), half=x.numpy().astype(np.float16))
+    t = ArrayTable(tmp_path / "t.parquet")
+    assert t.columns["act"]["dtype"] == "bfloat16" and t.shape("act") == (3, 4)
+    np.testing.assert_array_equal(t.read("act"), x.to(torch.bfloat16).float().numpy())
+    np.testing.assert_array_equal(t.read("act", [5, 1]), x.to(torch.bfloat16).float().numpy()[[5, 1]])
+    assert t.read("half").dtype == np.float16
+    write_table(tmp_path / "e.parquet", act=np.zeros((0, 3), np.float32))
+    assert ArrayTable(tmp_path / "e.parquet").read("act").shape == (0, 3)

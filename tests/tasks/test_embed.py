@@ -72,12 +72,13 @@ def test_write_activations_several_layers_one_pass(tmp_path):
     from ace.storage.tables import ArrayTable, write_table
     from ace.tasks.embed import write_activations, write_gradients
     from ace.tasks.models import resolve_model
+    from ace.tasks.sources import ImageTable
 
     spec = resolve_model("ace_demo_cnn")
     imgs = np.random.default_rng(0).integers(0, 255, (5, 64, 64, 3), dtype=np.uint8)
     src = str(write_table(tmp_path / "i.parquet", image=imgs))
     outs = [str(tmp_path / "a2.parquet"), str(tmp_path / "a3.parquet")]
-    write_activations(spec, ["block2", "block3"], src, "image", outs, batch_size=2)
+    write_activations(spec, ["block2", "block3"], ImageTable(src), outs, batch_size=2)
     a2, a3 = ArrayTable(outs[0]), ArrayTable(outs[1])
     assert a2.read("act").shape == (5, 32, 16, 16) and a3.read("act").shape == (5, 64, 8, 8)
     np.testing.assert_allclose(a3.read("mean"), a3.read("act").mean((2, 3)), rtol=1e-5, atol=1e-6)
