@@ -14,10 +14,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import SGDClassifier
-from sklearn.model_selection import train_test_split
-from sklearn.svm import SVC
 
 from ace.storage.atomic import atomic_path
 from ace.storage.tables import ArrayTable, TableWriter, as_bf16_bits
@@ -51,6 +47,10 @@ def fit_in_span(k_train: np.ndarray, y_train: np.ndarray, k_test: np.ndarray, y_
     """Fit the CAV's linear classifier from Gram matrices (see :func:`train_cav`).
 
     Returns ``(coef, intercept, accuracy)``: the weight vector is ``X_train^T coef``."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import SGDClassifier
+    from sklearn.svm import SVC
+
     if solver == "sgd":
         z_tr, z_te, back = gram_coordinates(k_train, k_test)
         clf = SGDClassifier(alpha=alpha, max_iter=max_iter, tol=tol, random_state=seed)
@@ -89,6 +89,8 @@ def train_cav(concept: np.ndarray, random: np.ndarray, seed: int = 0, alpha: flo
         direction: (D,) float32 unit vector pointing toward the concept.
         accuracy: the classifier's accuracy on the held-out third.
     """
+    from sklearn.model_selection import train_test_split
+
     if solver not in CAV_SOLVERS:
         raise ValueError(f"--cav_solver must be one of {', '.join(CAV_SOLVERS)}, got {solver!r}")
     n = min(len(concept), len(random))

@@ -6,8 +6,6 @@ import json
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from sklearn import cluster as skcluster
-from sklearn.metrics import pairwise_distances
 
 from ace.storage.layout import concept_name
 from ace.storage.atomic import write_text
@@ -26,6 +24,9 @@ def cluster_embeddings(x: np.ndarray, method: str = "KM", n_clusters: int = 25, 
     Returns ``labels`` (N,; -1 for DBSCAN noise), ``cost`` (N,; distance to the own cluster's
     centre) and ``centers`` (K, C). Methods without centres (MS, SC, DB) use each cluster's medoid.
     """
+    from sklearn import cluster as skcluster  # imported here: the CLI starts faster
+    from sklearn.metrics import pairwise_distances
+
     x = np.asarray(x, dtype=np.float32)
     if method not in METHODS:
         raise ACEInputError(f"--clustering_method {method!r}: choose one of {', '.join(METHODS)}")

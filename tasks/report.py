@@ -26,26 +26,21 @@ import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from PIL import Image
+from prefect.artifacts import create_markdown_artifact
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-from prefect.artifacts import create_markdown_artifact  # noqa: E402
-from skimage.segmentation import mark_boundaries  # noqa: E402
-
-from ace.storage.atomic import atomic_dir, atomic_path, file_lock, write_text  # noqa: E402
-from ace.storage.layout import ClassDir, WorkDir, concept_folder, safe_name  # noqa: E402
-from ace.tasks.caching import ace_task  # noqa: E402
-from ace.tasks.cluster import read_concepts  # noqa: E402
-from ace.tasks.embed import predicted_share  # noqa: E402
-from ace.tasks.images import read_images  # noqa: E402
-from ace.tasks.patches import make_patch  # noqa: E402
-from ace.tasks.sources import Superpixels  # noqa: E402
-from ace.tasks.cav import RandomSetScores  # noqa: E402
-from ace.tasks.stats import ConceptScore, random_baseline  # noqa: E402
-from ace.tasks.superpixels import read_masks  # noqa: E402
+from ace.storage.atomic import atomic_dir, atomic_path, file_lock, write_text
+from ace.storage.layout import ClassDir, WorkDir, concept_folder, safe_name
+from ace.tasks.caching import ace_task
+from ace.tasks.cluster import read_concepts
+from ace.tasks.embed import predicted_share
+from ace.tasks.images import read_images
+from ace.tasks.patches import make_patch
+from ace.tasks.sources import Superpixels
+from ace.tasks.cav import RandomSetScores
+from ace.tasks.stats import ConceptScore, random_baseline
+from ace.tasks.superpixels import read_masks
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
@@ -101,6 +96,11 @@ def summary_text(info: RunInfo, scores: list[ConceptScore], baselines: dict[str,
 
 def gallery(path: Path, rows: list[tuple[str, np.ndarray, np.ndarray]], n: int = 10) -> None:
     """One row pair per concept: superpixels on top, images with the segment boundary below."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     if not rows:
         fig = plt.figure(figsize=(6, 1))
         fig.text(0.5, 0.5, "no significant concept in this layer", ha="center", va="center")
@@ -147,6 +147,8 @@ def write_report(workdir: str, info: RunInfo, scores: list[ConceptScore], result
 def _write_class_folder(target: ClassDir, info: RunInfo, scores: list[ConceptScore], baselines: dict,
                         concepts_paths: dict[str, str], images_path: str, superpixels: Superpixels,
                         image_names: list[str], fill: tuple[float, float, float]) -> None:
+    from skimage.segmentation import mark_boundaries
+
     images = read_images(images_path)
     img_dir = target.concept_dir / "images"
     for i, (img, name) in enumerate(zip(images, image_names)):

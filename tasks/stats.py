@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from ace.tasks.caching import ace_task
 from ace.tasks.cav import RANDOM_DISCOVERY, RandomSetScores
@@ -54,6 +53,8 @@ def paired_p_value(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a, float), np.asarray(b, float)
     if len(a) < 2 or np.allclose(a - b, (a - b)[0]):
         return 1.0 if np.allclose(a, b) else 0.0
+    from scipy import stats
+
     return float(stats.ttest_rel(a, b).pvalue)
 
 
