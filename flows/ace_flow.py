@@ -59,6 +59,8 @@ def ace_flow(
     n_jobs: Optional[int] = None,
     cav_solver: str = "sgd",
     precision: str = "auto",
+    embedding: str = "crop",
+    test: str = "two-sided",
 ) -> str:
     """Explain ``target_class`` of a model with ACE; returns the path of ``ace_results.txt``.
 
@@ -72,14 +74,14 @@ def ace_flow(
         return _explain(wd, target_class, source_dir, model_to_run, model_path, labels_path, list(feature_names),
                         num_random_exp, max_imgs, min_imgs, superpixel_method, clustering_method, n_clusters, fill,
                         alpha if stat_testing_filter else 1.0, correction, input_size, batch_size, seed, n_jobs,
-                        cav_solver, precision)
+                        cav_solver, precision, embedding, test)
 
 
 def _explain(wd: WorkDir, target_class: str, source_dir: str, model_to_run: str, model_path: Optional[str],
              labels_path: Optional[str], feature_names: list[str], num_random_exp: int, max_imgs: int, min_imgs: int,
              superpixel_method: str, clustering_method: str, n_clusters: int, fill: str, alpha: float,
              correction: str, input_size: Optional[int], batch_size: int, seed: int, n_jobs: int,
-             cav_solver: str, precision: str) -> str:
+             cav_solver: str, precision: str, embedding: str, test: str) -> str:
 
     # 1. load images: pick and check them; decode the class's images once at the model's input size
     #    (random sets are decoded from their files while they are embedded, never stored)
@@ -103,16 +105,20 @@ def _explain(wd: WorkDir, target_class: str, source_dir: str, model_to_run: str,
     superpixels = Superpixels(discovery_images, segments, spec.input_size, fill_rgb)
 
     # 4. embed superpixels and random images at every layer; gradients of the scoring images
+    #    (--embedding pooled: one pass per image, superpixels pooled from its feature map)
+    pooled = embedding == "pooled"
     sources = {"superpixels": superpixels}
     sources.update({s.name: ImageFiles(s, spec.input_size, spec.resize) for s in [sets.random_discovery, *sets.randoms]})
-    acts = {name: {layer: str(wd.acts(layer, wd.key(spec, layer, src.key))) for layer in layers}
+    acts = {name: {layer: str(wd.acts(layer, wd.key(spec, layer, src.key, embedding))) for layer in layers}
             for name, src in sources.items()}
-    futures = [fresh(embed_task, list(acts[name].values())).submit(spec, layers, src, list(acts[name].values()),
-                                                                    batch_size)
+    futures = [fresh(embed_task, list(acts[name].values())).submit(spec, layers, src, pooled,
+                                                                    list(acts[name].values()), batch_size)
                for name, src in sources.items()]
     scoring_images = image_paths[sets.scoring.name]
-    grad_outs = [str(wd.grads(layer, wd.key(spec, layer, scoring_images, model.class_idx))) for layer in layers]
-    grads = dict(zip(layers, fresh(gradients_task, grad_outs)(spec, layers, scoring_images, model.class_idx, grad_outs)))
+    grad_outs = [str(wd.grads(layer, wd.key(spec, layer, scoring_images, model.class_idx, embedding)))
+                 for layer in layers]
+    grads = dict(zip(layers, fresh(gradients_task, grad_outs)(spec, layers, scoring_images, model.class_idx, pooled,
+                                                              grad_outs)))
     for f in futures:
         f.result()
 
@@ -145,9 +151,9 @@ def _explain(wd: WorkDir, target_class: str, source_dir: str, model_to_run: str,
     scores = [f.result() for f in futures]
 
     # 7. statistical test against random_discovery, then the report
-    tested = stats_task(scores, alpha, correction)
+    tested = stats_task(scores, alpha, correction, test)
     info = RunInfo(target_class, model.class_idx, model_to_run, tuple(layers), num_random_exp, len(sets.discovery),
-                   len(sets.scoring), alpha, correction)
+                   len(sets.scoring), alpha, correction, test=test)
     stamp = str(wd.report_stamp(target_class, wd.key(info, scores, tested, concepts, superpixels.key, grads)))
     summary = fresh(report_task, stamp)(wd.root, info, tested, scores, concepts, discovery_images, superpixels,
                                         grads[layers[0]], list(sets.discovery.files), fill_rgb, stamp)

@@ -76,6 +76,8 @@ def ace_classes_flow(
     n_jobs: Optional[int] = None,
     cav_solver: str = "sgd",
     precision: str = "auto",
+    embedding: str = "crop",
+    test: str = "two-sided",
 ) -> list[ClassResult]:
     """Explain every class of ``target_classes`` in one working directory, one ``ace`` subflow each
     (their reports in ``classes/<class>/``; everything else is shared). Returns a

@@ -74,12 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
          help="patch fill: the model's mean (neutral after normalisation) or the original's 117/255")
     _add(run, "alpha", type=float, default=0.01, help="p-value threshold of the t-test")
     _add(run, "correction", default="none", choices=["none", "bonferroni", "holm", "fdr_bh"])
+    _add(run, "test", default="two-sided", choices=["two-sided", "greater"],
+         help="two-sided (the original): concepts that raise or lower the class; greater: only those that raise it")
     _add(run, "input_size", type=int, default=None, help="override the model's input size")
     _add(run, "batch_size", type=int, default=32)
     _add(run, "seed", type=int, default=0)
     _add(run, "precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
          help="forward passes that embed images: auto = bf16 on CPUs with native bf16 and on CUDA GPUs "
               "that support it, else fp32")
+    _add(run, "embedding", default="crop", choices=["crop", "pooled"],
+         help="crop: ACE's (each superpixel resized to the input, one pass each); pooled: one pass per image, "
+              "superpixels pooled from its feature map (fast)")
     _add(run, "cav_solver", default="sgd", choices=["sgd", "exact"],
          help="sgd: the original's SGDClassifier (alpha 0.01), run in the span of the training rows; exact: the "
               "optimum of the same objective (hinge-loss dual on the Gram matrix)")
@@ -121,7 +126,7 @@ def run_kwargs(args: argparse.Namespace) -> dict:
         n_clusters=args.n_clusters, fill=args.fill, alpha=args.alpha, correction=args.correction,
         stat_testing_filter=args.stat_testing_filter, input_size=args.input_size, batch_size=args.batch_size,
         seed=args.seed, n_jobs=n_jobs(args), cav_solver=args.cav_solver,
-        precision=args.precision,
+        precision=args.precision, embedding=args.embedding, test=args.test,
     )
 
 

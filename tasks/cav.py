@@ -47,6 +47,14 @@ def fit_in_span(k_train: np.ndarray, y_train: np.ndarray, k_test: np.ndarray, y_
     """Fit the CAV's linear classifier from Gram matrices (see :func:`train_cav`).
 
     Returns ``(coef, intercept, accuracy)``: the weight vector is ``X_train^T coef``."""
+    import sklearn
+
+    # inputs are ours and finite: skip scikit-learn's per-call checks (most of a small fit's time)
+    with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+        return _fit_in_span(k_train, y_train, k_test, y_test, solver, seed, alpha, max_iter, tol)
+
+
+def _fit_in_span(k_train, y_train, k_test, y_test, solver, seed, alpha, max_iter, tol):
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import SGDClassifier
     from sklearn.svm import SVC
@@ -71,7 +79,8 @@ def fit_in_span(k_train: np.ndarray, y_train: np.ndarray, k_test: np.ndarray, y_
 
 
 def train_cav(concept: np.ndarray, random: np.ndarray, seed: int = 0, alpha: float = 0.01, max_iter: int = 1000,
-              tol: float = 1e-3, test_size: float = 0.33, solver: str = "sgd") -> tuple[np.ndarray, float]:
+              tol: float = 1e-3, test_size: float = 0.33, solver: str = "sgd",
+              grams: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, float]:
     """Learn a CAV from (n, ...) concept and (m, ...) random activations.
 
     Both classes are truncated to the smaller size and split 67/33 (stratified, seeded). The linear
@@ -84,6 +93,9 @@ def train_cav(concept: np.ndarray, random: np.ndarray, seed: int = 0, alpha: flo
     activations, in milliseconds. ``solver="exact"``: the optimum of the same objective
     (``alpha/2 |w|^2 + mean hinge loss``, unpenalised intercept), as the hinge-loss dual with
     ``C = 1 / (alpha n)`` solved by libsvm on the Gram matrix.
+
+    ``grams``: the inner products ``(concept x concept, concept x random, random x random)`` of the
+    (truncated) rows, when the caller has them already (they are shared between CAVs).
 
     Returns:
         direction: (D,) float32 unit vector pointing toward the concept.
@@ -98,9 +110,10 @@ def train_cav(concept: np.ndarray, random: np.ndarray, seed: int = 0, alpha: flo
         raise ValueError(f"a CAV needs at least 2 examples per class, got {len(concept)} and {len(random)}")
     pos = np.asarray(concept[:n], np.float32).reshape(n, -1)
     neg = np.asarray(random[:n], np.float32).reshape(n, -1)
+    g_pp, g_pn, g_nn = grams if grams is not None else (pos @ pos.T, pos @ neg.T, neg @ neg.T)
     gram = np.empty((2 * n, 2 * n))
-    gram[:n, :n], gram[:n, n:] = pos @ pos.T, pos @ neg.T
-    gram[n:, :n], gram[n:, n:] = gram[:n, n:].T, neg @ neg.T
+    gram[:n, :n], gram[:n, n:] = g_pp[:n, :n], g_pn[:n, :n]
+    gram[n:, :n], gram[n:, n:] = gram[:n, n:].T, g_nn[:n, :n]
     y = np.concatenate([np.ones(n, np.int64), np.zeros(n, np.int64)])
     tr, te = train_test_split(np.arange(2 * n), test_size=test_size, stratify=y, random_state=seed)
     coef, _, accuracy = fit_in_span(gram[np.ix_(tr, tr)], y[tr], gram[np.ix_(te, tr)], y[te], solver, seed, alpha,
@@ -151,11 +164,15 @@ def _shared(path: str, column: str, by_concept: bool = False):
     read once per process and kept read-only."""
     t = ArrayTable(path)
     values = t.read(column)
+    values = values.reshape(len(values), -1) if column == "act" else values
     values.setflags(write=False)
     if not by_concept:
-        return values
+        return values, values @ values.T if column == "act" else None
     which = np.asarray(t.read("concept"))
-    return [values[which == k] for k in range(int(which.max()) + 1 if len(which) else 0)]
+    groups = [values[which == k] for k in range(int(which.max()) + 1 if len(which) else 0)]
+    for g in groups:
+        g.setflags(write=False)
+    return values, which, [g @ g.T for g in groups]
 
 
 def score_random_set(concepts_path: str, concept_acts_path: str, random_discovery_acts: str, random_acts: str,
@@ -165,13 +182,19 @@ def score_random_set(concepts_path: str, concept_acts_path: str, random_discover
     with TCAV, and save the CAVs to ``out`` (npz: names, cavs, accuracies, scores)."""
     concepts = read_concepts(concepts_path)
     neg = ArrayTable(random_acts).read("act")
-    grads = _shared(grads_path, "grad")
-    by_concept = _shared(concept_acts_path, "act", True) if concepts else []
-    positives = [(c.name, by_concept[k]) for k, c in enumerate(concepts)]
-    positives.append((RANDOM_DISCOVERY, _shared(random_discovery_acts, "act")))
+    neg = neg.reshape(len(neg), -1)
+    g_nn = neg @ neg.T
+    grads, _ = _shared(grads_path, "grad")
+    rd, g_rd = _shared(random_discovery_acts, "act")
+    positives = []
+    if concepts:  # the concepts' own inner products are shared by every random set; the cross ones in one product
+        acts, which, g_own = _shared(concept_acts_path, "act", True)
+        cross = acts @ neg.T
+        positives = [(c.name, acts[which == k], g_own[k], cross[which == k]) for k, c in enumerate(concepts)]
+    positives.append((RANDOM_DISCOVERY, rd, g_rd, rd @ neg.T))
     # one CAV after another: each is a few small BLAS calls that already use every core
-    fitted = [train_cav(pos, neg, seed=seed, solver=solver) for _, pos in positives]
-    names = [name for name, _ in positives]
+    fitted = [train_cav(pos, neg, seed=seed, solver=solver, grams=(g_pp, g_pn, g_nn)) for _, pos, g_pp, g_pn in positives]
+    names = [p[0] for p in positives]
     dirs = [d for d, _ in fitted]
     accs = [acc for _, acc in fitted]
     scores = [tcav_score(grads, d) for d in dirs]

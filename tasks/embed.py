@@ -115,10 +115,20 @@ def class_logit_gradients(model: nn.Module, layers: list[str], x: torch.Tensor, 
             logits.detach().float().cpu().numpy())
 
 
-def write_activations(spec: ModelSpec, layers: list[str], source, outs: list[str], batch_size: int = 32) -> list[str]:
+def write_activations(spec: ModelSpec, layers: list[str], source, outs: list[str], batch_size: int = 32,
+                      pooled: bool = False) -> list[str]:
     """Embed every image of ``source`` (an :mod:`ace.tasks.sources` description); one table per layer
     with the full activation (``act``, as computed: bf16/fp16 under reduced precision) and its
-    channel mean (``mean``, float32). Batches are made in a background thread while the model runs."""
+    channel mean (``mean``, float32). Batches are made in a background thread while the model runs.
+
+    ``pooled`` (``--embedding pooled``, see :mod:`ace.tasks.pooled`): superpixels are pooled from their
+    image's feature map, images stored as their spatial mean (``act`` = ``mean``, (N, C))."""
+    from ace.tasks.sources import Superpixels
+
+    if pooled and isinstance(source, Superpixels):
+        from ace.tasks.pooled import write_pooled_superpixels
+
+        return write_pooled_superpixels(spec, layers, source.images_path, source.segments_path, outs, batch_size)
     with contextlib.ExitStack() as stack:
         model = stack.enter_context(using_model(spec))
         check_layers(model, layers)
@@ -131,13 +141,15 @@ def write_activations(spec: ModelSpec, layers: list[str], source, outs: list[str
                 acts = layer_activations(model, layers, x)
             for layer, w in zip(layers, writers):
                 a = acts[layer]
-                w.append(act=to_storage(a), mean=channel_mean(a.float().cpu().numpy()).astype(np.float32))
+                mean = channel_mean(a.float().cpu().numpy()).astype(np.float32)
+                w.append(act=mean if pooled else to_storage(a), mean=mean)
     return outs
 
 
 def write_gradients(spec: ModelSpec, layers: list[str], images_path: str, class_idx: int, outs: list[str],
-                    batch_size: int = 8) -> list[str]:
-    """Class-logit gradients of every image of an images table, one table per layer."""
+                    batch_size: int = 8, pooled: bool = False) -> list[str]:
+    """Class-logit gradients of every image of an images table, one table per layer. ``pooled``:
+    summed over the spatial grid (the derivative along a spatially constant direction, (N, C))."""
     src = ArrayTable(images_path)
     meta = {"model": spec.key, "class_idx": class_idx}
     with contextlib.ExitStack() as stack:
@@ -151,19 +163,24 @@ def write_gradients(spec: ModelSpec, layers: list[str], images_path: str, class_
                 grads, logits = class_logit_gradients(model, layers, x, class_idx)
                 pred = logits.argmax(1).astype(np.int64)
                 for layer, w in zip(layers, writers):
-                    w.append(grad=grads[layer].astype(np.float32), predicted=pred,
+                    g = grads[layer].astype(np.float32)
+                    if pooled and g.ndim > 2:
+                        g = g.reshape(len(g), g.shape[1], -1).sum(-1)
+                    w.append(grad=g, predicted=pred,
                              class_logit=logits[:, class_idx].astype(np.float32))
     return outs
 
 
 @ace_task("embed")
-def embed_task(spec: ModelSpec, layers: list[str], source, out: list[str], batch_size: int = 32) -> list[str]:
-    return write_activations(spec, layers, source, out, batch_size)
+def embed_task(spec: ModelSpec, layers: list[str], source, pooled: bool, out: list[str], batch_size: int = 32
+               ) -> list[str]:
+    return write_activations(spec, layers, source, out, batch_size, pooled)
 
 
 @ace_task("gradients")
-def gradients_task(spec: ModelSpec, layers: list[str], images_path: str, class_idx: int, out: list[str]) -> list[str]:
-    return write_gradients(spec, layers, images_path, class_idx, out)
+def gradients_task(spec: ModelSpec, layers: list[str], images_path: str, class_idx: int, pooled: bool, out: list[str]
+                   ) -> list[str]:
+    return write_gradients(spec, layers, images_path, class_idx, out, pooled=pooled)
 
 
 def predicted_share(grads_path: str, class_idx: int) -> float:

@@ -69,22 +69,29 @@ class RunInfo:
     alpha: float
     correction: str
     scoring_accuracy: float = float("nan")
+    test: str = "two-sided"
 
 
 def summary_text(info: RunInfo, scores: list[ConceptScore], baselines: dict[str, tuple[float, float, float]]) -> str:
-    kept = sorted((s for s in scores if s.significant), key=lambda s: (s.layer, -s.tcav_mean))
+    kept = [s for s in scores if s.significant]
+    raises = sorted((s for s in kept if s.direction == "raises"), key=lambda s: (s.layer, -s.tcav_mean))
+    lowers = sorted((s for s in kept if s.direction != "raises"), key=lambda s: (s.layer, s.tcav_mean))
     lines = [
         f"# ACE results for class '{info.target_class}' (index {info.class_index}), model {info.model}",
         f"# layers {', '.join(info.layers)}; {info.num_random_exp} random sets; {info.n_discovery} discovery and "
         f"{info.n_scoring} scoring images (model predicts the class on {info.scoring_accuracy:.0%} of them)",
         f"# TCAV score: share of scoring images whose class-logit gradient . CAV > 0; a concept is kept if its "
-        f"paired t-test against random_discovery gives p <= {info.alpha} (correction: {info.correction})",
-        f"# {len(kept)} of {len(scores)} concepts kept",
-        "CAV accuracies:",
+        f"{info.test} paired t-test against random_discovery gives p <= {info.alpha} (correction: {info.correction})",
+        f"# {len(kept)} of {len(scores)} concepts kept: {len(raises)} raise the class (TCAV above random_discovery's), "
+        f"{len(lowers)} lower it (below: evidence *against* the class)",
     ]
-    lines += [f"{s.layer}:{s.concept}:{s.cav_accuracy:.4f}" for s in kept]
-    lines.append("Mean TCAV scores (mean,std,p-value):")
-    lines += [f"{s.layer}:{s.concept}:{s.tcav_mean:.4f},{s.tcav_std:.4f},{s.p_value:.3g}" for s in kept]
+    for title, group in (("Concepts that raise the class, highest TCAV first", raises),
+                         ("Concepts that lower the class, lowest TCAV first", lowers)):
+        lines.append(f"{title}:")
+        lines.append("CAV accuracies:")
+        lines += [f"{s.layer}:{s.concept}:{s.cav_accuracy:.4f}" for s in group]
+        lines.append("Mean TCAV scores (mean,std,p-value):")
+        lines += [f"{s.layer}:{s.concept}:{s.tcav_mean:.4f},{s.tcav_std:.4f},{s.p_value:.3g}" for s in group]
     lines.append("random_discovery baseline (mean TCAV,std,CAV accuracy):")
     lines += [f"{layer}:random_discovery:{m:.4f},{sd:.4f},{acc:.4f}" for layer, (m, sd, acc) in baselines.items()]
     dropped = [s for s in scores if not s.significant]

@@ -10,11 +10,16 @@ from ace.tasks.caching import ace_task
 from ace.tasks.cav import RANDOM_DISCOVERY, RandomSetScores
 
 CORRECTIONS = ("none", "bonferroni", "holm", "fdr_bh")
+TESTS = ("two-sided", "greater")
 
 
 @dataclass(frozen=True)
 class ConceptScore:
-    """One concept's TCAV scores over the random sets and its test against random_discovery."""
+    """One concept's TCAV scores over the random sets and its test against random_discovery.
+
+    ``effect`` is the mean paired difference of TCAV scores (concept minus random_discovery, per
+    random set) with its 95% confidence interval ``effect_ci``; ``direction`` says whether the concept
+    ``raises`` or ``lowers`` the class relative to random (its sign)."""
 
     layer: str
     concept: str
@@ -25,6 +30,9 @@ class ConceptScore:
     cav_accuracy: float
     significant: bool
     scores: tuple[float, ...]
+    direction: str = "neither"
+    effect: float = 0.0
+    effect_ci: tuple[float, float] = (0.0, 0.0)
 
 
 def adjust_p_values(p: np.ndarray, method: str = "none") -> np.ndarray:
@@ -48,22 +56,43 @@ def adjust_p_values(p: np.ndarray, method: str = "none") -> np.ndarray:
     return out
 
 
-def paired_p_value(a: np.ndarray, b: np.ndarray) -> float:
-    """Two-sided paired t-test; identical samples (no variance) give p = 1, not NaN."""
+def paired_p_value(a: np.ndarray, b: np.ndarray, test: str = "two-sided") -> float:
+    """Paired t-test of ``a`` against ``b``: ``two-sided`` (they differ) or ``greater`` (``a`` is
+    higher). Samples without variance in their differences give 1 or 0, not NaN."""
     a, b = np.asarray(a, float), np.asarray(b, float)
-    if len(a) < 2 or np.allclose(a - b, (a - b)[0]):
-        return 1.0 if np.allclose(a, b) else 0.0
+    if test not in TESTS:
+        raise ValueError(f"--test must be one of {', '.join(TESTS)}, got {test!r}")
+    d = a - b
+    if len(a) < 2 or np.allclose(d, d[0]):
+        if np.allclose(a, b):
+            return 1.0
+        return 0.0 if test == "two-sided" or d.mean() > 0 else 1.0
     from scipy import stats
 
-    return float(stats.ttest_rel(a, b).pvalue)
+    return float(stats.ttest_rel(a, b, alternative=test).pvalue)
 
 
-def significance(results: list[RandomSetScores], alpha: float = 0.01, correction: str = "none") -> list[ConceptScore]:
+def paired_effect(a: np.ndarray, b: np.ndarray) -> tuple[float, tuple[float, float]]:
+    """Mean of ``a - b`` and its 95% confidence interval (Student's t, n - 1 degrees of freedom)."""
+    d = np.asarray(a, float) - np.asarray(b, float)
+    mean = float(d.mean()) if len(d) else 0.0
+    if len(d) < 2:
+        return mean, (mean, mean)
+    from scipy import stats
+
+    half = float(stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)))
+    return mean, (mean - half, mean + half)
+
+
+def significance(results: list[RandomSetScores], alpha: float = 0.01, correction: str = "none",
+                 test: str = "two-sided") -> list[ConceptScore]:
     """Score every concept of every layer in ``results`` against random_discovery.
 
     Each concept's N scores (one per random set) are compared with random_discovery's N scores in
-    the same random sets by a paired two-sided t-test; a concept is significant if its (adjusted)
-    p-value is <= ``alpha``. The correction is applied across all concepts of all layers.
+    the same random sets by a paired t-test, two-sided (as the original: a concept that *lowers* the
+    class significantly is kept too, marked ``lowers``) or ``greater`` (only concepts that raise it);
+    a concept is significant if its (adjusted) p-value is <= ``alpha``. The correction is applied
+    across all concepts of all layers.
     """
     layers = sorted({r.layer for r in results})
     rows = []
@@ -74,11 +103,12 @@ def significance(results: list[RandomSetScores], alpha: float = 0.01, correction
         for c in concepts:
             s = np.array([r.scores[c] for r in rs])
             acc = float(np.mean([r.accuracies[c] for r in rs]))
-            rows.append((layer, c, s, paired_p_value(s, null), acc))
+            rows.append((layer, c, s, paired_p_value(s, null, test), acc, paired_effect(s, null)))
     adj = adjust_p_values(np.array([r[3] for r in rows]), correction)
     return [
-        ConceptScore(layer, c, float(s.mean()), float(s.std()), p, float(pa), acc, bool(pa <= alpha), tuple(map(float, s)))
-        for (layer, c, s, p, acc), pa in zip(rows, adj)
+        ConceptScore(layer, c, float(s.mean()), float(s.std()), p, float(pa), acc, bool(pa <= alpha), tuple(map(float, s)),
+                     "raises" if eff > 0 else "lowers" if eff < 0 else "neither", eff, ci)
+        for (layer, c, s, p, acc, (eff, ci)), pa in zip(rows, adj)
     ]
 
 
@@ -90,5 +120,6 @@ def random_baseline(results: list[RandomSetScores], layer: str) -> tuple[float, 
 
 
 @ace_task("statistical-test")
-def stats_task(results: list[RandomSetScores], alpha: float = 0.01, correction: str = "none") -> list[ConceptScore]:
-    return significance(results, alpha, correction)
+def stats_task(results: list[RandomSetScores], alpha: float = 0.01, correction: str = "none",
+               test: str = "two-sided") -> list[ConceptScore]:
+    return significance(results, alpha, correction, test)

@@ -55,20 +55,17 @@ def superpixel_masks(image: np.ndarray, method: str = "slic", min_area: float = 
     levels: list[int] = []
     for level, params in enumerate(param_sets or METHODS[method]):
         labels = segment(image, method, params).reshape(-1)
-        new: list[np.ndarray] = []
-        prev = np.stack(kept) if kept else None
-        prev_area = prev.sum(1) if kept else None
-        for lab in np.unique(labels):
-            mask = (labels == lab).astype(np.float32)
-            area = mask.sum()
-            if area <= min_area * h * w:
-                continue
-            if prev is not None:
-                inter = prev @ mask
-                jaccard = inter / (prev_area + area - inter)
-                if np.any(jaccard > max_jaccard):
-                    continue
-            new.append(mask)
+        uniq, inverse = np.unique(labels, return_inverse=True)
+        onehot = np.zeros((len(uniq), h * w), np.float32)  # every label's mask, visited in label order
+        onehot[inverse.reshape(-1), np.arange(h * w)] = 1.0
+        area = onehot.sum(1)
+        ok = area > min_area * h * w
+        if kept:  # Jaccard overlap with every segment kept at coarser resolutions
+            prev = np.stack(kept)
+            inter = onehot @ prev.T
+            jaccard = inter / (area[:, None] + prev.sum(1)[None, :] - inter)
+            ok &= ~np.any(jaccard > max_jaccard, axis=1)
+        new = [onehot[i] for i in np.nonzero(ok)[0]]
         kept.extend(new)
         levels.extend([level] * len(new))
     if not kept:

@@ -3,10 +3,8 @@ the yaml's header says: a real server, a process work pool, ``prefect deploy``, 
 ``prefect deployment run``."""
 
 import json
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest

@@ -113,3 +113,29 @@ def test_real_photos_efficientnet_lite0(prefect_harness, tmp_path):
     for c in data["concepts"]:
         assert len(c["scores"]) == 3 and all(0 <= s <= 1 for s in c["scores"]) and 0.5 <= c["cav_accuracy"] <= 1
     assert "Mean TCAV scores" in summary.read_text()
+
+
+def test_flow_parameters_are_checked_as_the_cli_checks_them(demo_run):
+    """Deployment runs call the flow directly: they get the CLI's checks."""
+    from ace.tasks.errors import ACEInputError
+
+    kwargs, _ = demo_run
+    for bad, match in (({"max_imgs": 0}, "--max_imgs"), ({"alpha": 2.0}, "--alpha"), ({"embedding": "x"}, "--embedding"),
+                       ({"source_dir": "{{ $ACE_SOURCE_DIR }}"}, "template")):
+        with pytest.raises(ACEInputError, match=match):
+            run(**{**kwargs, **bad})
+
+
+def test_pooled_embedding_mode(demo_run, tmp_path):
+    from ace.storage.tables import ArrayTable
+
+    kwargs, _ = demo_run
+    out = Path(run(**{**kwargs, "working_dir": str(tmp_path), "embedding": "pooled"}))
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert data["concepts"] and all(c["direction"] in ("raises", "lowers", "neither") for c in data["concepts"])
+    shapes = {ArrayTable(p).shape("act") for p in (tmp_path / "acts" / "block3").glob("*.parquet")}
+    assert shapes == {(64,)}  # every embedding, random sets' and concepts' alike, is the 64 channels of block3
+    (grads,) = (tmp_path / "acts" / "grads" / "block3").glob("*.parquet")
+    assert ArrayTable(grads).shape("grad") == (64,)
+    # the demo class's parts are found in pooled mode too: a concept that raises the class
+    assert any(c["significant"] and c["direction"] == "raises" for c in data["concepts"])

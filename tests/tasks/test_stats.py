@@ -46,15 +46,35 @@ def test_summary_text_lists_kept_concepts_best_first_with_both_sections():
     from ace.tasks.stats import ConceptScore
 
     info = RunInfo("zebra", 340, "m", ("l",), 3, 50, 50, 0.01, "none", 0.98)
-    rows = [ConceptScore("l", "l_concept1", 0.3, 0.1, 1e-4, 1e-4, 0.95, True, (0.2, 0.3, 0.4)),
-            ConceptScore("l", "l_concept2", 0.8, 0.05, 1e-5, 1e-5, 0.99, True, (0.75, 0.8, 0.85)),
-            ConceptScore("l", "l_concept3", 0.5, 0.2, 0.5, 0.5, 0.9, False, (0.3, 0.5, 0.7))]
+    rows = [ConceptScore("l", "l_concept1", 0.3, 0.1, 1e-4, 1e-4, 0.95, True, (0.2, 0.3, 0.4), "lowers", -0.2),
+            ConceptScore("l", "l_concept2", 0.8, 0.05, 1e-5, 1e-5, 0.99, True, (0.75, 0.8, 0.85), "raises", 0.3),
+            ConceptScore("l", "l_concept4", 0.6, 0.05, 1e-3, 1e-3, 0.97, True, (0.55, 0.6, 0.65), "raises", 0.1),
+            ConceptScore("l", "l_concept3", 0.5, 0.2, 0.5, 0.5, 0.9, False, (0.3, 0.5, 0.7), "neither", 0.0)]
     text = summary_text(info, rows, {"l": (0.5, 0.1, 0.55)})
     lines = text.splitlines()
-    acc = lines[lines.index("CAV accuracies:") + 1:lines.index("CAV accuracies:") + 3]
-    assert acc == ["l:l_concept2:0.9900", "l:l_concept1:0.9500"]
-    i = lines.index("Mean TCAV scores (mean,std,p-value):")
-    assert lines[i + 1:i + 3] == ["l:l_concept2:0.8000,0.0500,1e-05", "l:l_concept1:0.3000,0.1000,0.0001"]
+    # the raising concepts first, under their heading, in the original's two sections
+    i = lines.index("Concepts that raise the class, highest TCAV first:")
+    assert lines[i + 1:i + 7] == ["CAV accuracies:", "l:l_concept2:0.9900", "l:l_concept4:0.9700",
+                                  "Mean TCAV scores (mean,std,p-value):", "l:l_concept2:0.8000,0.0500,1e-05",
+                                  "l:l_concept4:0.6000,0.0500,0.001"]
+    j = lines.index("Concepts that lower the class, lowest TCAV first:")
+    assert j > i and lines[j + 1:j + 5] == ["CAV accuracies:", "l:l_concept1:0.9500",
+                                            "Mean TCAV scores (mean,std,p-value):", "l:l_concept1:0.3000,0.1000,0.0001"]
+    assert lines.index("CAV accuracies:") == i + 1  # an old parser reading the first section gets the raising ones
     assert "l:random_discovery:0.5000,0.1000,0.5500" in lines
     assert lines[-1] == "l:l_concept3:0.5000,0.2000,0.5,0.9000"
-    assert "# 2 of 3 concepts kept" in lines and "98%" in text
+    assert "# 3 of 4 concepts kept: 2 raise the class" in text and "98%" in text
+
+
+def test_direction_effect_and_one_sided_test():
+    up = significance(_results([0.9, 0.95, 0.85, 1.0, 0.92], [0.5, 0.3, 0.6, 0.45, 0.55]))[0]
+    down = significance(_results([0.1, 0.05, 0.2, 0.0, 0.1], [0.5, 0.3, 0.6, 0.45, 0.55]))[0]
+    assert up.direction == "raises" and down.direction == "lowers"
+    d = np.array([0.9, 0.95, 0.85, 1.0, 0.92]) - np.array([0.5, 0.3, 0.6, 0.45, 0.55])
+    half = sps.t.ppf(0.975, 4) * d.std(ddof=1) / np.sqrt(5)
+    assert up.effect == pytest.approx(d.mean()) and up.effect_ci == pytest.approx((d.mean() - half, d.mean() + half))
+    assert down.significant and down.effect < 0 and down.effect_ci[1] < 0
+    # one-sided: a concept below random is not "significant"
+    down1 = significance(_results([0.1, 0.05, 0.2, 0.0, 0.1], [0.5, 0.3, 0.6, 0.45, 0.55]), test="greater")[0]
+    up1 = significance(_results([0.9, 0.95, 0.85, 1.0, 0.92], [0.5, 0.3, 0.6, 0.45, 0.55]), test="greater")[0]
+    assert not down1.significant and up1.significant and up1.p_value == pytest.approx(up.p_value / 2)
