@@ -8,6 +8,7 @@ both run in batches.
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import numpy as np
 import torch
@@ -146,6 +147,14 @@ def write_activations(spec: ModelSpec, layers: list[str], source, outs: list[str
     return outs
 
 
+def _warn_if_constant(g: np.ndarray, layer: str) -> None:
+    unit = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
+    if float((unit @ unit.T).min()) > 0.999:
+        warnings.warn(f"--embedding pooled at {layer!r}: the class-logit gradient summed over the grid is the same "
+                      "for every image (the layer feeds global pooling and a linear head?), so every TCAV score "
+                      "is 0 or 1: choose an earlier layer or --embedding crop")
+
+
 def write_gradients(spec: ModelSpec, layers: list[str], images_path: str, class_idx: int, outs: list[str],
                     batch_size: int = 8, pooled: bool = False) -> list[str]:
     """Class-logit gradients of every image of an images table, one table per layer. ``pooled``:
@@ -166,6 +175,8 @@ def write_gradients(spec: ModelSpec, layers: list[str], images_path: str, class_
                     g = grads[layer].astype(np.float32)
                     if pooled and g.ndim > 2:
                         g = g.reshape(len(g), g.shape[1], -1).sum(-1)
+                    if pooled and len(g) > 1:
+                        _warn_if_constant(g, layer)
                     w.append(grad=g, predicted=pred,
                              class_logit=logits[:, class_idx].astype(np.float32))
     return outs

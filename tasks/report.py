@@ -185,8 +185,10 @@ def _write_class_folder(target: ClassDir, info: RunInfo, scores: list[ConceptSco
                                  sps[ex[:10]], marked))
         gallery(target.results_dir / f"{safe_name(layer)}.png", gallery_rows)
     write_text(target.summary_path, summary_text(info, scores, baselines))
+    examples = {f"{layer}:{c.name}": list(c.examples) for layer in info.layers for c in read_concepts(concepts_paths[layer])}
     write_text(target.summary_json, json.dumps({"run": asdict(info), "concepts": [asdict(s) for s in scores],
-                                                "random_discovery": baselines}, indent=1))
+                                                "random_discovery": baselines,
+                                                "concept_examples": examples}, indent=1))
 
 
 INDEX_HEADER = "target_class\tstatus\tconcepts_kept\ttop_concept\treport\n"

@@ -137,5 +137,6 @@ def test_pooled_embedding_mode(demo_run, tmp_path):
     assert shapes == {(64,)}  # every embedding, random sets' and concepts' alike, is the 64 channels of block3
     (grads,) = (tmp_path / "acts" / "grads" / "block3").glob("*.parquet")
     assert ArrayTable(grads).shape("grad") == (64,)
-    # the demo class's parts are found in pooled mode too: a concept that raises the class
-    assert any(c["significant"] and c["direction"] == "raises" for c in data["concepts"])
+    # block3 feeds the demo CNN's global pooling and linear head: the pooled gradient is the same
+    # for every image, so every CAV scores 0 or 1 there (the run warns; README, "Speed and memory")
+    assert all(c["tcav_std"] == 0 for c in data["concepts"])
