@@ -36,9 +36,10 @@ def du_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink()) / 1e6
 
 
-def run(a, source: Path, wd: Path, target: str, mode: str) -> tuple[float, float, str]:
+def run(a, source: Path, wd: Path, target: str | list[str], mode: str) -> tuple[float, float, str]:
     embedding, precision, solver = mode.split(":")
-    cmd = [sys.executable, str(HERE.parent / "ace_run.py"), "--num_parallel_runs", "0", "--target_class", target,
+    targets = [target] if isinstance(target, str) else list(target)
+    cmd = [sys.executable, str(HERE.parent / "ace_run.py"), "--num_parallel_runs", "0", "--target_class", *targets,
            "--source_dir", str(source), "--working_dir", str(wd), "--model_to_run", a.model, "--labels_path",
            str(a.labels_path), "--feature_names", a.layer, "--num_random_exp", str(a.num_random_exp), "--max_imgs",
            str(a.max_imgs), "--min_imgs", str(a.min_imgs), "--embedding", embedding, "--precision", precision,
@@ -137,6 +138,8 @@ def main() -> None:
     p.add_argument("--modes", nargs="+", default=["crop:auto:sgd", "crop:auto:exact", "pooled:auto:sgd",
                                                   "crop:fp32:sgd"])
     p.add_argument("--keep", action="store_true", help="keep the working dirs (printed)")
+    p.add_argument("--same_command", action="store_true",
+                   help="also run both classes in one command and print the second one's marginal cost")
     a = p.parse_args()
     a.second_class_dir = a.second_class_dir or str(Path(a.source_dir) / f"random500_{a.num_random_exp - 1}")
     root = Path(tempfile.mkdtemp(prefix="ace_modes_"))
@@ -151,10 +154,15 @@ def main() -> None:
         total = du_mb(wd)
         cached, _, _ = run(a, source, wd, a.target_class, mode)
         second, second_peak, _ = run(a, source, wd, "tiger", mode)
+        both = ""
+        if a.same_command:  # both classes in one command (one process, one Prefect start-up)
+            t_both, _, _ = run(a, source, root / (mode.replace(":", "_") + "_both"), [a.target_class, "tiger"], mode)
+            both = f"  in one command with the first: +{t_both - cold:.1f} s ({(t_both - cold) / cold:.0%})"
         rows.append((mode, cold, peak, cav, total, cached, second, n_forward))
         print(f"{mode:<16} cold {cold:6.1f} s  peak {peak:6.0f} MB  CAV stage {cav:5.1f} s ({cav / cold:4.1%})  "
               f"working dir {total:5.0f} MB ({', '.join(f'{k} {v:.0f}' for k, v in sizes.items())})  "
-              f"cached {cached:5.1f} s  second class {second:5.1f} s ({second / cold:4.0%}, peak {second_peak:.0f} MB)",
+              f"cached {cached:5.1f} s  second class {second:5.1f} s ({second / cold:4.0%}, peak {second_peak:.0f} MB)"
+              f"{both}",
               flush=True)
     for mode, cold, *_, n in rows:
         embedding, precision, _ = mode.split(":")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -30,7 +31,7 @@ import numpy as np
 from PIL import Image
 from prefect.artifacts import create_markdown_artifact
 
-from ace.storage.atomic import atomic_dir, atomic_path, file_lock, write_text
+from ace.storage.atomic import atomic_dir, atomic_path, file_lock, mkdirs, write_text
 from ace.storage.layout import ClassDir, WorkDir, concept_folder, safe_name
 from ace.tasks.caching import ace_task
 from ace.tasks.cluster import read_concepts
@@ -50,7 +51,11 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.round(np.asarray(x, np.float64) * 255.0), 0, 255).astype(np.uint8)
 
 
-def save_png(path: Path, array: np.ndarray) -> None:
+def save_png(path: Path, array: np.ndarray, atomic: bool = True) -> None:
+    """Write a PNG; ``atomic=False`` inside a folder that is itself swapped in whole."""
+    if not atomic:
+        Image.fromarray(to_uint8(array)).save(path, format="PNG", compress_level=1)
+        return
     with atomic_path(path) as tmp:
         Image.fromarray(to_uint8(array)).save(tmp, format="PNG", compress_level=1)
 
@@ -165,25 +170,29 @@ def _write_class_folder(target: ClassDir, info: RunInfo, scores: list[ConceptSco
     kept = {layer: sorted((c for c in read_concepts(concepts_paths[layer])
                            if (layer, c.name) in by_name and by_name[(layer, c.name)].significant),
                           key=lambda c: -by_name[(layer, c.name)].tcav_mean) for layer in info.layers}
-    # every example of every kept concept, read in one pass over each table
-    rows = sorted({r for cs in kept.values() for c in cs for r in c.examples})
-    pos = {r: i for i, r in enumerate(rows)}
-    sps = superpixels.rows(rows, images) if rows else None
-    masks, idx = read_masks(superpixels.segments_path, rows) if rows else (None, None)
-    for layer in info.layers:
-        gallery_rows = []
-        for c in kept[layer]:
-            s = by_name[(layer, c.name)]
-            ex = [pos[r] for r in c.examples]
-            d = target.concept_dir / concept_folder(layer, c.name)
-            for k, j in enumerate(ex):
-                stem = f"{k:03d}_{idx[j]:03d}"
-                save_png(d / "superpixels" / f"{stem}.png", sps[j])
-                save_png(d / "patches" / f"{stem}.png", make_patch(images[idx[j]], masks[j], fill))
-            marked = [mark_boundaries(images[idx[j]], masks[j], color=(1, 1, 0)) for j in ex[:10]]
-            gallery_rows.append((f"{c.name}  TCAV {s.tcav_mean:.2f}±{s.tcav_std:.2f}  p={s.p_value:.1e}",
-                                 sps[ex[:10]], marked))
-        gallery(target.results_dir / f"{safe_name(layer)}.png", gallery_rows)
+    # one concept at a time (bounded memory); PNGs are encoded on two threads (zlib releases the GIL)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        writes = []
+        for layer in info.layers:
+            gallery_rows = []
+            for c in kept[layer]:
+                s = by_name[(layer, c.name)]
+                masks, idx = read_masks(superpixels.segments_path, list(c.examples))
+                sps = superpixels.rows(list(c.examples), images)
+                d = target.concept_dir / concept_folder(layer, c.name)
+                mkdirs(d / "superpixels")
+                mkdirs(d / "patches")
+                for k, (sp, m, i) in enumerate(zip(sps, masks, idx)):
+                    stem = f"{k:03d}_{i:03d}"
+                    writes.append(pool.submit(save_png, d / "superpixels" / f"{stem}.png", sp, False))
+                    writes.append(pool.submit(save_png, d / "patches" / f"{stem}.png", make_patch(images[i], m, fill),
+                                              False))
+                marked = [mark_boundaries(images[i], m, color=(1, 1, 0)) for m, i in zip(masks[:10], idx[:10])]
+                gallery_rows.append((f"{c.name}  TCAV {s.tcav_mean:.2f}±{s.tcav_std:.2f}  p={s.p_value:.1e}",
+                                     sps[:10], marked))
+            gallery(target.results_dir / f"{safe_name(layer)}.png", gallery_rows)
+        for w in writes:
+            w.result()  # a failed write fails the report
     write_text(target.summary_path, summary_text(info, scores, baselines))
     examples = {f"{layer}:{c.name}": list(c.examples) for layer in info.layers for c in read_concepts(concepts_paths[layer])}
     write_text(target.summary_json, json.dumps({"run": asdict(info), "concepts": [asdict(s) for s in scores],

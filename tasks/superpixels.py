@@ -76,8 +76,9 @@ def superpixel_masks(image: np.ndarray, method: str = "slic", min_area: float = 
 def write_segments(images_path: str, method: str, out: str, n_jobs: int = 1) -> str:
     """Segment every image of an images table; write packed masks with their image index."""
     images = read_images(images_path)
-    results = Parallel(n_jobs=n_jobs)(delayed(superpixel_masks)(img, method) for img in images) \
-        if n_jobs != 1 else [superpixel_masks(img, method) for img in images]
+    # streamed: each image's masks are packed and written as soon as they come (never all at once)
+    results = Parallel(n_jobs=n_jobs, return_as="generator")(delayed(superpixel_masks)(img, method) for img in images) \
+        if n_jobs != 1 else (superpixel_masks(img, method) for img in images)
     h, w = images.shape[1:3]
     with TableWriter(out, {"method": method, "height": h, "width": w}) as wr:
         for i, (masks, levels) in enumerate(results):
