@@ -17,6 +17,10 @@ def _prefect_env() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    if not os.environ.get("PREFECT_API_URL"):
+        # the temporary server is stopped as soon as the run ends; its event services then log
+        # "Error flushing events" tracebacks about work that no longer matters
+        os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
 
 
 def _str2bool(v: str | bool) -> bool:
@@ -193,6 +197,17 @@ def main(argv: list[str] | None = None) -> int:
     except ACEInputError as e:
         return _error(str(e))
     quiet_console()
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    # a one-shot command needs no heartbeat thread (joining it costs up to 1 s per flow): a run its
+    # process leaves Running is marked Crashed by the next run on the working dir (ace.flows.runs)
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        return _run(args, kwargs)
+
+
+def _run(args: argparse.Namespace, kwargs: dict) -> int:
+    from ace.tasks.errors import ACEInputError
+
     runner = task_runner(args.num_parallel_runs, args.dask_address)
     if isinstance(kwargs["target_class"], list):
         from ace.flows.classes import ace_classes_flow, summary_table
