@@ -160,8 +160,8 @@ class _QuietConsole(logging.Filter):
             return False  # bad input: the CLI prints it as one line (the Prefect logs keep the details)
         if record.name.startswith(("prefect.server", "uvicorn")) and record.levelno >= logging.ERROR:
             return False  # the temporary server's own troubles at shutdown ("Error flushing events")
-        if str(record.msg).startswith("Stopping temporary server"):
-            return False
+        if str(record.msg).startswith(("Stopping temporary server", "Still processing items")):
+            return False  # shutdown chatter after the run's outcome is printed
         return True
 
 
