@@ -197,12 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     except ACEInputError as e:
         return _error(str(e))
     quiet_console()
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-
-    # a one-shot command needs no heartbeat thread (joining it costs up to 1 s per flow): a run its
-    # process leaves Running is marked Crashed by the next run on the working dir (ace.flows.runs)
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        return _run(args, kwargs)
+    return _run(args, kwargs)
 
 
 def _run(args: argparse.Namespace, kwargs: dict) -> int:
