@@ -159,26 +159,25 @@ def write_gradients(spec: ModelSpec, layers: list[str], images_path: str, class_
                     batch_size: int = 8, pooled: bool = False) -> list[str]:
     """Class-logit gradients of every image of an images table, one table per layer. ``pooled``:
     summed over the spatial grid (the derivative along a spatially constant direction, (N, C))."""
-    src = ArrayTable(images_path)
+    from ace.tasks.sources import ImageTable
+
     meta = {"model": spec.key, "class_idx": class_idx}
     with contextlib.ExitStack() as stack:
         model = stack.enter_context(using_model(spec))
         check_layers(model, layers)
         writers = [stack.enter_context(TableWriter(o, {**meta, "layer": l})) for l, o in zip(layers, outs)]
-        for batch in src.iter_batches(["image"]):
-            data = batch["image"]
-            for start in range(0, len(data), batch_size):
-                x = to_input(data[start:start + batch_size], spec, model_device(model))
-                grads, logits = class_logit_gradients(model, layers, x, class_idx)
-                pred = logits.argmax(1).astype(np.int64)
-                for layer, w in zip(layers, writers):
-                    g = grads[layer].astype(np.float32)
-                    if pooled and g.ndim > 2:
-                        g = g.reshape(len(g), g.shape[1], -1).sum(-1)
-                    if pooled and len(g) > 1:
-                        _warn_if_constant(g, layer)
-                    w.append(grad=g, predicted=pred,
-                             class_logit=logits[:, class_idx].astype(np.float32))
+        for data in ImageTable(images_path).batches(batch_size):
+            x = to_input(data, spec, model_device(model))
+            grads, logits = class_logit_gradients(model, layers, x, class_idx)
+            pred = logits.argmax(1).astype(np.int64)
+            for layer, w in zip(layers, writers):
+                g = grads[layer].astype(np.float32)
+                if pooled and g.ndim > 2:
+                    g = g.reshape(len(g), g.shape[1], -1).sum(-1)
+                if pooled and len(g) > 1:
+                    _warn_if_constant(g, layer)
+                w.append(grad=g, predicted=pred,
+                         class_logit=logits[:, class_idx].astype(np.float32))
     return outs
 
 
