@@ -20,7 +20,7 @@ from prefect import flow, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from ace.storage.layout import WorkDir
-from ace.flows.runs import tracked_run
+from ace.flows.runs import results_with_progress, tracked_run
 from ace.tasks.caching import fresh, map_fresh
 from ace.tasks.cav import cav_task, concept_acts_task
 from ace.tasks.cluster import cluster_task, filter_task
@@ -148,12 +148,15 @@ def _explain(wd: WorkDir, target_class: str, source_dir: str, model_to_run: str,
         grads_path=[grads[layer] for layer, _ in jobs], layer=[layer for layer, _ in jobs],
         random_set=[r for _, r in jobs], seed=unmapped(seed), solver=unmapped(cav_solver),
     )
-    scores = [f.result() for f in futures]
+    scores = results_with_progress(futures, f"CAVs and TCAV of '{target_class}' against {len(jobs)} random sets")
 
     # 7. statistical test against random_discovery, then the report
     tested = stats_task(scores, alpha, correction, test)
+    settings = (("superpixels", superpixel_method), ("clustering", f"{clustering_method}, {n_clusters} clusters"),
+                ("embedding", embedding), ("precision", spec.precision), ("CAV solver", cav_solver),
+                ("fill", fill), ("seed", str(seed)))
     info = RunInfo(target_class, model.class_idx, model_to_run, tuple(layers), num_random_exp, len(sets.discovery),
-                   len(sets.scoring), alpha, correction, test=test)
+                   len(sets.scoring), alpha, correction, test=test, settings=settings)
     stamp = str(wd.report_stamp(target_class, wd.key(info, scores, tested, concepts, superpixels.key, grads)))
     summary = fresh(report_task, stamp)(wd.root, info, tested, scores, concepts, discovery_images, superpixels,
                                         grads[layers[0]], list(sets.discovery.files), fill_rgb, stamp)

@@ -225,6 +225,7 @@ def _run(args: argparse.Namespace, kwargs: dict) -> int:
         return _error(str(e))
     print(f"Report: {summary}")
     print(f"Concept galleries: {Path(summary).parent.parent / 'results'}")
+    print(f"HTML report: {Path(summary).parent.parent / 'index.html'}")
     return 0
 
 

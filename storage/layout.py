@@ -18,12 +18,14 @@ One folder per class, written as a whole and replaced atomically by the next run
     classes/<class>/results_summaries/ace_results.txt   TCAV mean, std, p-value and CAV accuracy
     classes/<class>/results_summaries/ace_results.json  the same, with every per-random-set score
     classes/<class>/results/<layer>.png                 concept galleries
+    classes/<class>/index.html                          the HTML report (relative links, no network)
     classes/<class>/concepts/images/                    the discovery images
     classes/<class>/concepts/<layer>_<class>_concept<k>/  each concept's superpixels and patches
 
     results_summaries/ace_results.txt    a link to the report of the first class explained here,
                                          where the original script's users look for it
     results_summaries/classes.tsv        every class explained here: status and report path
+    index.html                           a link to every class's HTML report
 
 Nothing here deletes the working directory; files are only ever replaced atomically.
 """
@@ -111,6 +113,11 @@ class WorkDir:
     def class_index(self) -> Path:
         return self.path / "results_summaries" / "classes.tsv"
 
+    @property
+    def index_page(self) -> Path:
+        """``index.html``: a link to every class's HTML report."""
+        return self.path / "index.html"
+
 
 @dataclass(frozen=True)
 class ClassDir:
@@ -138,6 +145,10 @@ class ClassDir:
     @property
     def summary_json(self) -> Path:
         return self.path / "results_summaries" / "ace_results.json"
+
+    @property
+    def page(self) -> Path:
+        return self.path / "index.html"
 
     def rebased(self, root: str | Path) -> "ClassDir":
         """The same layout under another root (the temporary folder the report is written in)."""

@@ -7,14 +7,17 @@ folders of an earlier run with other flags do not linger:
 * ``concepts/images/<i>.png``: the discovery images (model input size);
 * ``concepts/<layer>_<class>_concept<k>/superpixels/<k>_<image>.png`` and ``.../patches/...``: each
   significant concept's examples, nearest to the cluster centre first;
+* ``concepts/<layer>_<class>_concept<k>/where/...``: the first 10 examples in their image (the rest
+  dimmed, the segment outlined);
 * ``results/<layer>.png``: 10 examples per significant concept, highest mean TCAV first (top row
-  the superpixel, bottom row the image with the segment's boundary marked);
+  the superpixel, bottom row where it sits in its image);
+* ``index.html``: the HTML report (:mod:`ace.tasks.html`), relative links to the files above;
 * ``results_summaries/ace_results.txt`` (and ``ace_results.json``): per significant concept, highest
   mean TCAV first, the mean CAV accuracy and ``layer:concept:mean TCAV,std,p-value``; then the
   random_discovery baseline and the concepts that were not significant.
 
 Beside them, shared by the classes of the working directory: ``results_summaries/classes.tsv`` (a
-line per class) and ``results_summaries/ace_results.txt``, a link to the first class's summary
+line per class), ``index.html`` (a link per class) and ``results_summaries/ace_results.txt``, a link to the first class's summary
 where users of the original script look for it.
 """
 
@@ -37,7 +40,8 @@ from ace.tasks.caching import ace_task
 from ace.tasks.cluster import read_concepts
 from ace.tasks.embed import predicted_share
 from ace.tasks.images import read_images
-from ace.tasks.patches import make_patch
+from ace.tasks.html import ConceptView, PageRun, class_page, index_page
+from ace.tasks.patches import highlight, make_patch
 from ace.tasks.sources import Superpixels
 from ace.tasks.cav import RandomSetScores
 from ace.tasks.stats import ConceptScore, random_baseline
@@ -75,6 +79,7 @@ class RunInfo:
     correction: str
     scoring_accuracy: float = float("nan")
     test: str = "two-sided"
+    settings: tuple[tuple[str, str], ...] = ()  # more of the run's flags, shown in the HTML report
 
 
 def summary_text(info: RunInfo, scores: list[ConceptScore], baselines: dict[str, tuple[float, float, float]]) -> str:
@@ -159,8 +164,6 @@ def write_report(workdir: str, info: RunInfo, scores: list[ConceptScore], result
 def _write_class_folder(target: ClassDir, info: RunInfo, scores: list[ConceptScore], baselines: dict,
                         concepts_paths: dict[str, str], images_path: str, superpixels: Superpixels,
                         image_names: list[str], fill: tuple[float, float, float]) -> None:
-    from skimage.segmentation import mark_boundaries
-
     images = read_images(images_path)
     img_dir = target.concept_dir / "images"
     for i, (img, name) in enumerate(zip(images, image_names)):
@@ -171,6 +174,7 @@ def _write_class_folder(target: ClassDir, info: RunInfo, scores: list[ConceptSco
                            if (layer, c.name) in by_name and by_name[(layer, c.name)].significant),
                           key=lambda c: -by_name[(layer, c.name)].tcav_mean) for layer in info.layers}
     # one concept at a time (bounded memory); PNGs are encoded on two threads (zlib releases the GIL)
+    views, galleries = [], {}
     with ThreadPoolExecutor(max_workers=2) as pool:
         writes = []
         for layer in info.layers:
@@ -180,20 +184,29 @@ def _write_class_folder(target: ClassDir, info: RunInfo, scores: list[ConceptSco
                 masks, idx = read_masks(superpixels.segments_path, list(c.examples))
                 sps = superpixels.rows(list(c.examples), images)
                 d = target.concept_dir / concept_folder(layer, c.name)
-                mkdirs(d / "superpixels")
-                mkdirs(d / "patches")
-                for k, (sp, m, i) in enumerate(zip(sps, masks, idx)):
-                    stem = f"{k:03d}_{i:03d}"
+                for sub in ("superpixels", "patches", "where"):
+                    mkdirs(d / sub)
+                stems = [f"{k:03d}_{i:03d}" for k, i in enumerate(idx)]
+                for stem, sp, m, i in zip(stems, sps, masks, idx):
                     writes.append(pool.submit(save_png, d / "superpixels" / f"{stem}.png", sp, False))
                     writes.append(pool.submit(save_png, d / "patches" / f"{stem}.png", make_patch(images[i], m, fill),
                                               False))
-                marked = [mark_boundaries(images[i], m, color=(1, 1, 0)) for m, i in zip(masks[:10], idx[:10])]
+                marked = [highlight(images[i], m) for m, i in zip(masks[:10], idx[:10])]
+                for stem, w in zip(stems, marked):
+                    writes.append(pool.submit(save_png, d / "where" / f"{stem}.png", w, False))
+                rel = d.relative_to(target.path).as_posix()
+                views.append(ConceptView(s, c.size, c.n_images, tuple(f"{rel}/superpixels/{t}.png" for t in stems[:10]),
+                                         tuple(f"{rel}/where/{t}.png" for t in stems[:10])))
                 gallery_rows.append((f"{c.name}  TCAV {s.tcav_mean:.2f}±{s.tcav_std:.2f}  p={s.p_value:.1e}",
                                      sps[:10], marked))
             gallery(target.results_dir / f"{safe_name(layer)}.png", gallery_rows)
+            galleries[layer] = f"results/{safe_name(layer)}.png"
         for w in writes:
             w.result()  # a failed write fails the report
     write_text(target.summary_path, summary_text(info, scores, baselines))
+    run = PageRun(info.target_class, info.class_index, info.model, info.layers, info.n_discovery, info.n_scoring,
+                  info.scoring_accuracy, info.num_random_exp, info.test, info.alpha, info.correction, info.settings)
+    write_text(target.page, class_page(run, scores, baselines, views, galleries))
     examples = {f"{layer}:{c.name}": list(c.examples) for layer in info.layers for c in read_concepts(concepts_paths[layer])}
     write_text(target.summary_json, json.dumps({"run": asdict(info), "concepts": [asdict(s) for s in scores],
                                                 "random_discovery": baselines,
@@ -211,9 +224,18 @@ def record_class(wd: WorkDir, target_class: str, status: str, kept: str, top: st
         rows = {line.split("\t")[0]: line for line in lines if line}
         rows[target_class] = "\t".join([target_class, status, kept, top, report])
         write_text(wd.class_index, INDEX_HEADER + "".join(rows[k] + "\n" for k in sorted(rows)))
+        write_text(wd.index_page, index_page([_index_row(wd, rows[k]) for k in sorted(rows)]))
         legacy = wd.legacy_summary
         if status == "done" and not legacy.exists() and not legacy.is_symlink():
             legacy.symlink_to(os.path.relpath(report, legacy.parent))
+
+
+def _index_row(wd: WorkDir, line: str) -> dict:
+    cls, status, kept, top, report = (line.split("\t") + [""] * 5)[:5]
+    page = wd.target(cls).page
+    rel = os.path.relpath(page, wd.path) if status == "done" and page.is_file() else ""
+    return {"target_class": cls, "status": status, "concepts_kept": kept, "top_concept": top,
+            "page": rel.replace(os.sep, "/")}
 
 
 def read_summary(summary_path: str) -> dict:
@@ -235,8 +257,23 @@ def report_task(workdir: str, info: RunInfo, scores: list[ConceptScore], results
                 image_names: list[str], fill: tuple[float, float, float], out: str) -> str:
     summary = write_report(workdir, info, scores, results, concepts_paths, images_path, superpixels,
                            grads_path, image_names, fill, out)
-    # the summary in the Prefect UI too
+    publish_artifacts(info, scores, summary)
+    return summary
+
+
+def publish_artifacts(info: RunInfo, scores: list[ConceptScore], summary: str) -> None:
+    """The Prefect UI gets the summary, a table of the concepts and a link to the HTML report."""
+    from prefect.artifacts import create_link_artifact, create_table_artifact
+
     slug = re.sub(r"[^a-z0-9]+", "-", f"ace-{info.target_class}".lower()).strip("-")
     create_markdown_artifact(key=slug, markdown=f"# ACE: {info.target_class}\n\n```\n{Path(summary).read_text()}```\n",
                              description=f"ACE results, {summary}")
-    return summary
+    order = sorted(scores, key=lambda s: (not s.significant, s.direction != "raises", -s.tcav_mean))
+    create_table_artifact(key=f"{slug}-concepts", description=f"ACE concepts of '{info.target_class}'", table=[
+        {"layer": s.layer, "concept": s.concept, "significant": s.significant,
+         "direction": s.direction if s.significant else "-", "mean TCAV": round(s.tcav_mean, 4),
+         "std": round(s.tcav_std, 4), "effect": round(s.effect, 4), "p-value": float(f"{s.p_value:.3g}"),
+         "CAV accuracy": round(s.cav_accuracy, 4)} for s in order])
+    page = Path(summary).parents[1] / "index.html"
+    create_link_artifact(key=f"{slug}-report", link=page.resolve().as_uri(), link_text=f"ACE report: {info.target_class}",
+                         description="the HTML report (open it on the machine that ran the flow)")

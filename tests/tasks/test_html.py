@@ -1,0 +1,55 @@
+import numpy as np
+
+from ace.tasks.html import ConceptView, PageRun, class_page, index_page, tcav_chart
+from ace.tasks.patches import highlight
+from ace.tasks.stats import ConceptScore
+
+
+def score(name, mean, significant, direction, layer="l"):
+    return ConceptScore(layer, name, mean, 0.05, 0.001 if significant else 0.4, 0.001, 0.9, significant,
+                        (mean,) * 3, direction, mean - 0.5, (mean - 0.6, mean - 0.4))
+
+
+RUN = PageRun("zebra <b>", 340, "m", ("l",), 50, 50, 0.98, 20, "two-sided", 0.01, "none", (("seed", "0"),))
+
+
+def test_class_page_orders_and_escapes():
+    scores = [score("grass", 0.2, True, "lowers"), score("stripes", 0.9, True, "raises"),
+              score("sky", 0.7, True, "raises"), score("noise", 0.5, False, "raises")]
+    views = [ConceptView(s, 10, 5, ("concepts/l_c/superpixels/000_001.png",), ("concepts/l_c/where/000_001.png",))
+             for s in scores if s.significant]
+    page = class_page(RUN, scores, {"l": (0.5, 0.1, 0.8)}, views, {"l": "results/l.png"})
+    assert "zebra <b>" not in page and "zebra &lt;b&gt;" in page  # names are escaped
+    i = {n: page.index(f">{n} <span") for n in ("stripes", "sky", "grass")}
+    assert i["stripes"] < i["sky"] < i["grass"]  # raising first, highest TCAV first; then lowering
+    assert page.index("Concepts that raise") < i["stripes"] and page.index("Concepts that lower") < i["grass"]
+    assert '<span class="badge raises">raises</span>' in page and '<span class="badge lowers">lowers</span>' in page
+    assert "+0.400 [+0.300, +0.500]" in page  # stripes' effect and CI
+    assert ">noise</td>" in page  # the non-significant concept is in the table, without images
+    assert page.count("<img ") == 6 and "<script" not in page and "http" not in page.replace("http://www.w3.org", "")
+
+
+def test_chart_marks_baseline_and_direction():
+    svg = tcav_chart("l", [score("a", 0.9, True, "raises"), score("b", 0.1, True, "lowers"),
+                           score("c", 0.5, False, "raises")], (0.5, 0.1, 0.8))
+    assert svg.count("<rect") == 4  # three concepts and the baseline
+    assert "#1a7f37" in svg and "#cf222e" in svg and "random 0.50" in svg
+    assert svg.index(">a<") < svg.index(">c<") < svg.index(">b<")  # highest first
+
+
+def test_index_page_links_done_classes_only():
+    page = index_page([{"target_class": "zebra", "status": "done", "concepts_kept": "3/9", "top_concept": "c1",
+                        "page": "classes/zebra/index.html"},
+                       {"target_class": "tiger", "status": "failed", "concepts_kept": "", "top_concept": "", "page": ""}])
+    assert page.count("<a href") == 1 and 'href="classes/zebra/index.html"' in page and "tiger" in page
+
+
+def test_highlight_dims_outside_and_outlines():
+    img = np.full((40, 40, 3), 200, np.uint8)
+    mask = np.zeros((40, 40), bool)
+    mask[10:20, 10:20] = True
+    out = highlight(img, mask)
+    assert (out[mask] == 200).all()  # the superpixel itself is untouched
+    assert tuple(out[0, 0]) == (60, 60, 60)  # the rest dimmed to 30%
+    assert tuple(out[9, 15]) == (255, 214, 0) and tuple(out[8, 15]) == (255, 214, 0)  # a 2-pixel outline
+    assert tuple(out[7, 15]) == (60, 60, 60)
