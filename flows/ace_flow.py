@@ -61,6 +61,7 @@ def ace_flow(
     precision: str = "auto",
     embedding: str = "crop",
     test: str = "two-sided",
+    layout: str = "auto",
 ) -> str:
     """Explain ``target_class`` of a model with ACE; returns the path of ``ace_results.txt``.
 
@@ -74,19 +75,19 @@ def ace_flow(
         return _explain(wd, target_class, source_dir, model_to_run, model_path, labels_path, list(feature_names),
                         num_random_exp, max_imgs, min_imgs, superpixel_method, clustering_method, n_clusters, fill,
                         alpha if stat_testing_filter else 1.0, correction, input_size, batch_size, seed, n_jobs,
-                        cav_solver, precision, embedding, test)
+                        cav_solver, precision, embedding, test, layout)
 
 
 def _explain(wd: WorkDir, target_class: str, source_dir: str, model_to_run: str, model_path: Optional[str],
              labels_path: Optional[str], feature_names: list[str], num_random_exp: int, max_imgs: int, min_imgs: int,
              superpixel_method: str, clustering_method: str, n_clusters: int, fill: str, alpha: float,
              correction: str, input_size: Optional[int], batch_size: int, seed: int, n_jobs: int,
-             cav_solver: str, precision: str, embedding: str, test: str) -> str:
+             cav_solver: str, precision: str, embedding: str, test: str, layout: str) -> str:
 
     # 1. load images: pick and check them; decode the class's images once at the model's input size
     #    (random sets are decoded from their files while they are embedded, never stored)
     model = resolve_task(model_to_run, model_path, labels_path, target_class, list(feature_names), input_size,
-                         precision)
+                         precision, layout)
     spec, layers = model.spec, list(model.layers)
     sets = scan_source_task(source_dir, target_class, num_random_exp, max_imgs, min_imgs)
     image_paths = {}
@@ -153,7 +154,8 @@ def _explain(wd: WorkDir, target_class: str, source_dir: str, model_to_run: str,
     # 7. statistical test against random_discovery, then the report
     tested = stats_task(scores, alpha, correction, test)
     settings = (("superpixels", superpixel_method), ("clustering", f"{clustering_method}, {n_clusters} clusters"),
-                ("embedding", embedding), ("precision", spec.precision), ("CAV solver", cav_solver),
+                ("embedding", embedding), ("precision", spec.precision),
+                ("layouts", ", ".join(f"{l}: {k}" for l, k in spec.layouts)), ("CAV solver", cav_solver),
                 ("fill", fill), ("seed", str(seed)))
     info = RunInfo(target_class, model.class_idx, model_to_run, tuple(layers), num_random_exp, len(sets.discovery),
                    len(sets.scoring), alpha, correction, test=test, settings=settings)

@@ -78,6 +78,7 @@ def ace_classes_flow(
     precision: str = "auto",
     embedding: str = "crop",
     test: str = "two-sided",
+    layout: str = "auto",
 ) -> list[ClassResult]:
     """Explain every class of ``target_classes`` in one working directory, one ``ace`` subflow each
     (their reports in ``classes/<class>/``; everything else is shared). Returns a

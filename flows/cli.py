@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add(run, "embedding", default="crop", choices=["crop", "pooled"],
          help="crop: ACE's (each superpixel resized to the input, one pass each); pooled: one pass per image, "
               "superpixels pooled from its feature map (fast)")
+    _add(run, "layout", default="auto", choices=["auto", "nchw", "nhwc", "tokens"],
+         help="where a layer's channels are: auto finds it from the model (NCHW for CNNs, channels last for "
+              "Swin, tokens for ViT, whose class token is left out of the patch grid)")
     _add(run, "cav_solver", default="sgd", choices=["sgd", "exact"],
          help="sgd: the original's SGDClassifier (alpha 0.01), run in the span of the training rows; exact: the "
               "optimum of the same objective (hinge-loss dual on the Gram matrix)")
@@ -131,6 +134,7 @@ def run_kwargs(args: argparse.Namespace) -> dict:
         stat_testing_filter=args.stat_testing_filter, input_size=args.input_size, batch_size=args.batch_size,
         seed=args.seed, n_jobs=n_jobs(args), cav_solver=args.cav_solver,
         precision=args.precision, embedding=args.embedding, test=args.test,
+        layout=args.layout,
     )
 
 

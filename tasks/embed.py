@@ -16,6 +16,7 @@ from torch import nn
 
 from ace.storage.tables import ArrayTable, TableWriter
 from ace.tasks.caching import ace_task
+from ace.tasks.layouts import channel_mean, grid_sum
 from ace.tasks.models import ModelSpec, check_layers, model_device, using_model
 from ace.tasks.precision import autocast, to_storage
 from ace.tasks.sources import prefetch
@@ -69,11 +70,6 @@ def layer_activations(model: nn.Module, layers: list[str], x: torch.Tensor) -> d
     if missing:
         raise RuntimeError(f"layers {missing} were never called in the forward pass")
     return captured
-
-
-def channel_mean(act: np.ndarray) -> np.ndarray:
-    """Spatial mean per channel of (N, C, H, W) activations; (N, C) stays as it is."""
-    return act.reshape(act.shape[0], act.shape[1], -1).mean(-1) if act.ndim > 2 else act
 
 
 def class_logit_gradients(model: nn.Module, layers: list[str], x: torch.Tensor, class_idx: int
@@ -142,7 +138,7 @@ def write_activations(spec: ModelSpec, layers: list[str], source, outs: list[str
                 acts = layer_activations(model, layers, x)
             for layer, w in zip(layers, writers):
                 a = acts[layer]
-                mean = channel_mean(a.float().cpu().numpy()).astype(np.float32)
+                mean = channel_mean(a.float(), spec.layout(layer, tuple(a.shape))).cpu().numpy().astype(np.float32)
                 w.append(act=mean if pooled else to_storage(a), mean=mean)
     return outs
 
@@ -173,7 +169,7 @@ def write_gradients(spec: ModelSpec, layers: list[str], images_path: str, class_
             for layer, w in zip(layers, writers):
                 g = grads[layer].astype(np.float32)
                 if pooled and g.ndim > 2:
-                    g = g.reshape(len(g), g.shape[1], -1).sum(-1)
+                    g = np.ascontiguousarray(grid_sum(g, spec.layout(layer, g.shape)))
                 if pooled and len(g) > 1:
                     _warn_if_constant(g, layer)
                 w.append(grad=g, predicted=pred,

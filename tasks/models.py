@@ -54,6 +54,7 @@ class ModelSpec:
         key: content fingerprint of the weights (sha256 of the state dict).
         precision: of the forward passes that embed images: ``fp32``, ``bf16`` or ``fp16``
             (see :mod:`ace.tasks.precision`).
+        layouts: ``(layer, layout)`` pairs, where each layer's channels are (see :mod:`ace.tasks.layouts`).
     """
 
     name: str
@@ -64,6 +65,14 @@ class ModelSpec:
     resize: str = "squash"
     key: str = ""
     precision: str = "fp32"
+    layouts: tuple[tuple[str, str], ...] = ()
+
+    def layout(self, layer: str, shape: tuple[int, ...] = ()) -> str:
+        """The layout of ``layer`` as resolved, else guessed from an output ``shape``."""
+        from ace.tasks.layouts import detect_layout
+
+        found = dict(self.layouts).get(layer)
+        return found if found else detect_layout(tuple(shape))
 
     def fill_value(self, mode: str = "mean") -> tuple[float, float, float]:
         """Patch fill colour in [0, 1]: ``"mean"`` maps to zero after normalisation; ``"parity"``
@@ -374,8 +383,11 @@ class ResolvedModel:
 
 
 def resolve(model_to_run: str, model_path: str | None, labels_path: str | None, target_class: str,
-            layers: list[str], input_size: int | None = None, precision: str = "fp32") -> ResolvedModel:
-    """Load and fingerprint the model, check the layer names and find the target class."""
+            layers: list[str], input_size: int | None = None, precision: str = "fp32",
+            layout: str = "auto") -> ResolvedModel:
+    """Load and fingerprint the model, check the layer names, find each layer's activation layout
+    (``layout`` overrides ``auto``) and the target class."""
+    from ace.tasks.layouts import detect_layout
     from ace.tasks.precision import resolve_precision
 
     labels = load_labels(labels_path)
@@ -384,11 +396,25 @@ def resolve(model_to_run: str, model_path: str | None, labels_path: str | None, 
     spec = replace(spec, precision=resolve_precision(precision, compute_device()))
     with using_model(spec) as model, torch.no_grad():
         layers = canonical_layers(model, list(layers))
+        shapes: dict[str, tuple[int, ...]] = {}
+        modules = dict(model.named_modules())
+
+        def keep_shape(name):
+            def hook(_m, _i, o):
+                shapes.setdefault(name, tuple((o[0] if isinstance(o, (tuple, list)) else o).shape))
+            return hook
+
+        hooks = [modules[l].register_forward_hook(keep_shape(l)) for l in layers]
         try:
             out = model(torch.zeros(1, 3, spec.input_size, spec.input_size, device=model_device(model)))
         except RuntimeError as e:
             raise ACEInputError(f"the model fails on {spec.input_size}x{spec.input_size} images ({str(e)[:200]}): "
                                 "check --input_size, or leave it out to use the model's own size") from None
+        finally:
+            for h in hooks:
+                h.remove()
+        spec = replace(spec, layouts=tuple((l, detect_layout(shapes[l], model, layout, l)) for l in layers
+                                           if l in shapes))
         out = out[0] if isinstance(out, (tuple, list)) else getattr(out, "logits", out)
         n_out = out.shape[-1]
     if idx >= n_out:
@@ -405,5 +431,6 @@ def _resolve_cache_key(context, parameters) -> str:
 
 @task(name="resolve-model", cache_key_fn=_resolve_cache_key, persist_result=True)
 def resolve_task(model_to_run: str, model_path: str | None, labels_path: str | None, target_class: str,
-                 layers: list[str], input_size: int | None = None, precision: str = "fp32") -> ResolvedModel:
-    return resolve(model_to_run, model_path, labels_path, target_class, layers, input_size, precision)
+                 layers: list[str], input_size: int | None = None, precision: str = "fp32",
+                 layout: str = "auto") -> ResolvedModel:
+    return resolve(model_to_run, model_path, labels_path, target_class, layers, input_size, precision, layout)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from ace.storage.tables import ArrayTable, TableWriter
 from ace.tasks.embed import layer_activations, to_input
 from ace.tasks.images import read_images
+from ace.tasks.layouts import to_grid
 from ace.tasks.models import ModelSpec, check_layers, model_device, using_model
 from ace.tasks.precision import autocast
 from ace.tasks.superpixels import read_masks
@@ -32,7 +33,8 @@ def mask_weights(masks: np.ndarray, grid: tuple[int, int]) -> torch.Tensor:
 
 
 def pooled(fmap: torch.Tensor, weights: torch.Tensor | None = None) -> np.ndarray:
-    """(N, C, h, w) feature maps pooled to (N, C): by ``weights`` (N, h, w), else the plain mean."""
+    """(N, C, h, w) feature maps (see :func:`ace.tasks.layouts.to_grid`) pooled to (N, C): by ``weights``
+    (N, h, w), else the plain mean."""
     fmap = fmap.float()
     if fmap.ndim == 2:
         return fmap.cpu().numpy()
@@ -62,7 +64,7 @@ def write_pooled_superpixels(spec: ModelSpec, layers: list[str], images_path: st
             for chunk in range(0, len(rows), 256):  # a few hundred masks at a time
                 masks, idx = read_masks(segments_path, rows[chunk:chunk + 256])
                 for layer, w in zip(layers, writers):
-                    fmap = acts[layer].float()
+                    fmap = to_grid(acts[layer].float(), spec.layout(layer, tuple(acts[layer].shape)))
                     weights = mask_weights(masks, tuple(fmap.shape[2:]))
                     v = pooled(fmap[torch.from_numpy(idx - start)], weights).astype(np.float32)
                     w.append(act=v, mean=v)

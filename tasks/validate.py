@@ -21,6 +21,7 @@ CAV_SOLVERS = ("sgd", "exact")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 EMBEDDINGS = ("crop", "pooled")
 TESTS = ("two-sided", "greater")
+LAYOUTS = ("auto", "nchw", "nhwc", "tokens")  # ace.tasks.layouts.LAYOUTS (not imported: it needs torch)
 MIN_INPUT_SIZE = 32
 
 
@@ -66,7 +67,7 @@ def check_parameters(target_class: str = "", working_dir: str = "", feature_name
                      clustering_method: str = "KM", n_clusters: int = 25, fill: str = "mean", alpha: float = 0.01,
                      correction: str = "none", input_size: int | None = None, batch_size: int = 32, seed: int = 0,
                      n_jobs: int | None = None, cav_solver: str = "sgd", precision: str = "auto",
-                     embedding: str = "crop", test: str = "two-sided", **_ignored: Any) -> int:
+                     embedding: str = "crop", test: str = "two-sided", layout: str = "auto", **_ignored: Any) -> int:
     """Check every parameter of a run (raises :class:`ACEInputError`); returns ``n_jobs`` with its
     default (all cores) filled in. The working directory is created if missing."""
     for flag, value in (("source_dir", _ignored.get("source_dir", "")), ("working_dir", working_dir)):
@@ -99,6 +100,7 @@ def check_parameters(target_class: str = "", working_dir: str = "", feature_name
     _choice("precision", precision, PRECISIONS)
     _choice("embedding", embedding, EMBEDDINGS)
     _choice("test", test, TESTS)
+    _choice("layout", layout, LAYOUTS)
     if n_jobs is not None:
         _int("n_jobs", n_jobs, 1, "each task needs at least 1 core (leave it out to use them all)")
     if working_dir:

@@ -137,3 +137,28 @@ def test_pooled_embedding_mode(demo_run, tmp_path):
     # block3 feeds the demo CNN's global pooling and linear head: the pooled gradient is the same
     # for every image, so every CAV scores 0 or 1 there (the run warns; README, "Speed and memory")
     assert all(c["tcav_std"] == 0 for c in data["concepts"])
+
+
+@pytest.mark.slow
+def test_swin_run_clusters_channel_embeddings(prefect_harness, demo_world, tmp_path):
+    """A whole run with a channels-last model (swin_t, random weights): the cluster step gets 384-dim
+    embeddings, one per superpixel, and the report names the layout."""
+    import torch
+    import torchvision
+
+    from ace.storage.tables import ArrayTable
+
+    torch.manual_seed(0)
+    torch.save(torchvision.models.swin_t().state_dict(), tmp_path / "swin_t.pt")
+    wd = tmp_path / "wd"
+    run(target_class="disc_square", source_dir=str(demo_world), working_dir=str(wd), model_to_run="swin_t",
+        model_path=str(tmp_path / "swin_t.pt"), labels_path=str(demo_world / "labels.txt"), feature_names=["features.5"],
+        num_random_exp=2, max_imgs=6, min_imgs=2, n_clusters=5, embedding="pooled", n_jobs=2)
+    clusters = list((wd / "cache" / "clusters" / "features.5").glob("*.parquet"))
+    n_superpixels = len(ArrayTable(str(next((wd / "cache" / "segments").glob("*.parquet")))).read("image_index"))
+    tables = [ArrayTable(str(p)) for p in (wd / "acts" / "features.5").glob("*.parquet")]
+    shapes = [(len(t), *t.shape("mean")) for t in tables if len(t)]
+    assert len(clusters) == 1 and (n_superpixels, 384) in shapes  # the superpixels' embeddings
+    assert len(shapes) >= 4 and all(s[1:] == (384,) for s in shapes)  # and every random set's
+    page = (wd / "classes" / "disc_square" / "index.html").read_text()
+    assert "features.5: nhwc" in page

@@ -2,7 +2,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ace.tasks.embed import channel_mean, class_logit_gradients, layer_activations, to_input
+from ace.tasks.embed import class_logit_gradients, layer_activations, to_input
+from ace.tasks.layouts import channel_mean
 from ace.tasks.models import ModelSpec
 
 
