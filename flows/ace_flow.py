@@ -7,6 +7,7 @@
     5. cluster          cluster, filter-concepts, concept-activations
     6. CAV + TCAV       cav-tcav, mapped over every random set (and layer)
     7. report           statistical-test, report
+   (8. evaluate         --evaluate: SSC/SDC of the top concepts on the scoring images, in the report)
 
 Only small things travel between tasks: content keys, paths and small dataclasses. Every array
 lives in the working directory (see :mod:`ace.storage.layout`); every task is cached on the
@@ -14,6 +15,7 @@ content keys of its inputs, so a second run recomputes nothing and a run that ch
 ``num_random_exp`` reuses every activation.
 """
 
+import json
 from typing import Optional
 
 from prefect import flow, unmapped
@@ -25,10 +27,11 @@ from ace.tasks.caching import fresh, map_fresh
 from ace.tasks.cav import cav_task, concept_acts_task
 from ace.tasks.cluster import cluster_task, filter_task
 from ace.tasks.embed import embed_task, gradients_task
+from ace.tasks.evaluate import evaluate_task
 from ace.tasks.images import load_images_task, scan_source_task
 from ace.tasks.models import resolve_task
 from ace.tasks.sources import ImageFiles, Superpixels
-from ace.tasks.report import RunInfo, report_task
+from ace.tasks.report import ReportInputs, RunInfo, report_task
 from ace.tasks.stats import stats_task
 from ace.tasks.superpixels import superpixels_task
 from ace.tasks.validate import check_parameters
@@ -62,6 +65,7 @@ def ace_flow(
     embedding: str = "crop",
     test: str = "two-sided",
     layout: str = "auto",
+    evaluate: bool = False,
 ) -> str:
     """Explain ``target_class`` of a model with ACE; returns the path of ``ace_results.txt``.
 
@@ -69,20 +73,22 @@ def ace_flow(
     report in ``classes/<target_class>/`` (see :mod:`ace.storage.layout`). Nothing there is deleted.
     ``n_jobs`` (cores per task) defaults to all cores, shared among the task runner's workers.
     """
+    parameters = json.dumps({k: v for k, v in locals().items() if k != "n_jobs"}, sort_keys=True)
     n_jobs = check_parameters(**locals())
     wd = WorkDir(working_dir)
     with tracked_run(working_dir):
         return _explain(wd, target_class, source_dir, model_to_run, model_path, labels_path, list(feature_names),
                         num_random_exp, max_imgs, min_imgs, superpixel_method, clustering_method, n_clusters, fill,
                         alpha if stat_testing_filter else 1.0, correction, input_size, batch_size, seed, n_jobs,
-                        cav_solver, precision, embedding, test, layout)
+                        cav_solver, precision, embedding, test, layout, evaluate, parameters)
 
 
 def _explain(wd: WorkDir, target_class: str, source_dir: str, model_to_run: str, model_path: Optional[str],
              labels_path: Optional[str], feature_names: list[str], num_random_exp: int, max_imgs: int, min_imgs: int,
              superpixel_method: str, clustering_method: str, n_clusters: int, fill: str, alpha: float,
              correction: str, input_size: Optional[int], batch_size: int, seed: int, n_jobs: int,
-             cav_solver: str, precision: str, embedding: str, test: str, layout: str) -> str:
+             cav_solver: str, precision: str, embedding: str, test: str, layout: str, evaluate: bool,
+             parameters: str) -> str:
 
     # 1. load images: pick and check them; decode the class's images once at the model's input size
     #    (random sets are decoded from their files while they are embedded, never stored)
@@ -124,11 +130,11 @@ def _explain(wd: WorkDir, target_class: str, source_dir: str, model_to_run: str,
         f.result()
 
     # 5. cluster the superpixel embeddings of each layer and keep the clusters that are concepts
-    concepts, concept_acts = {}, {}
+    concepts, concept_acts, cluster_paths = {}, {}, {}
     for layer in layers:
         emb = acts["superpixels"][layer]
         cl_out = str(wd.clusters(layer, wd.key(emb, clustering_method, n_clusters, seed)))
-        clusters = fresh(cluster_task, cl_out)(emb, clustering_method, n_clusters, seed, cl_out)
+        clusters = cluster_paths[layer] = fresh(cluster_task, cl_out)(emb, clustering_method, n_clusters, seed, cl_out)
         co_out = str(wd.concepts_cache(layer, wd.key(clusters, segments, target_class, len(sets.discovery),
                                                      min_imgs, max_imgs)))
         concepts[layer] = fresh(filter_task, co_out)(clusters, segments, layer, target_class, len(sets.discovery),
@@ -159,9 +165,25 @@ def _explain(wd: WorkDir, target_class: str, source_dir: str, model_to_run: str,
                 ("fill", fill), ("seed", str(seed)))
     info = RunInfo(target_class, model.class_idx, model_to_run, tuple(layers), num_random_exp, len(sets.discovery),
                    len(sets.scoring), alpha, correction, test=test, settings=settings)
-    stamp = str(wd.report_stamp(target_class, wd.key(info, scores, tested, concepts, superpixels.key, grads)))
+
+    # 8. (optional) SSC/SDC: the scoring images' superpixels, assigned to concepts, kept or removed
+    evaluation = None
+    if evaluate:
+        layer = layers[0]
+        sc_seg_out = str(wd.segments(wd.key(scoring_images, superpixel_method)))
+        sc_segments = fresh(superpixels_task, sc_seg_out)(scoring_images, superpixel_method, sc_seg_out, n_jobs)
+        scoring_sp = Superpixels(scoring_images, sc_segments, spec.input_size, fill_rgb)
+        sc_acts = [str(wd.acts(layer, wd.key(spec, layer, scoring_sp.key, embedding)))]
+        sc_acts = fresh(embed_task, sc_acts)(spec, [layer], scoring_sp, pooled, sc_acts, batch_size)
+        ev_out = str(wd.evaluation(target_class, wd.key(spec, layer, sc_acts, acts["superpixels"][layer],
+                                                        cluster_paths[layer], concepts[layer], tested, fill_rgb, seed)))
+        evaluation = fresh(evaluate_task, ev_out)(spec, layer, scoring_images, sc_segments, sc_acts[0],
+                                                  acts["superpixels"][layer], cluster_paths[layer], concepts[layer],
+                                                  tested, model.class_idx, fill_rgb, seed, ev_out)
+    inputs = ReportInputs(tuple(cluster_paths.items()), spec.resize, evaluation, parameters)
+    stamp = str(wd.report_stamp(target_class, wd.key(info, scores, tested, concepts, superpixels.key, grads, inputs)))
     summary = fresh(report_task, stamp)(wd.root, info, tested, scores, concepts, discovery_images, superpixels,
-                                        grads[layers[0]], list(sets.discovery.files), fill_rgb, stamp)
+                                        grads[layers[0]], list(sets.discovery.files), fill_rgb, stamp, inputs)
     kept = sum(t.significant for t in tested)
     print(f"ACE found {kept} significant concepts of {len(tested)} for '{target_class}'. Report: {summary}")
     return summary

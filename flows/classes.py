@@ -79,6 +79,7 @@ def ace_classes_flow(
     embedding: str = "crop",
     test: str = "two-sided",
     layout: str = "auto",
+    evaluate: bool = False,
 ) -> list[ClassResult]:
     """Explain every class of ``target_classes`` in one working directory, one ``ace`` subflow each
     (their reports in ``classes/<class>/``; everything else is shared). Returns a

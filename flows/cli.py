@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-DEMO_DEFAULTS = dict(max_imgs=40, min_imgs=15, num_random_exp=20)
+DEMO_DEFAULTS = dict(max_imgs=40, min_imgs=15, num_random_exp=20, cav_solver="exact", evaluate=True)  # exact: see README "Stability"
 
 
 def _prefect_env() -> None:
@@ -95,7 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add(run, "cav_solver", default="sgd", choices=["sgd", "exact"],
          help="sgd: the original's SGDClassifier (alpha 0.01), run in the span of the training rows; exact: the "
               "optimum of the same objective (hinge-loss dual on the Gram matrix)")
+    _add(run, "evaluate", action="store_true",
+         help="also compute the paper's SSC/SDC curves of the top concepts on the scoring images (see ace evaluate)")
     _common(run)
+    ev = sub.add_parser("evaluate", help="SSC/SDC of a finished class's concepts (runs its flow again: cached "
+                                         "steps are reused), added to its report")
+    _add(ev, "working_dir", required=True, help="the working directory of the run")
+    _add(ev, "target_class", required=True, help="the class whose report to evaluate")
+    _common(ev)
     demo = sub.add_parser("demo", help="run ACE offline on a generated world with the shipped demo CNN")
     _add(demo, "working_dir", default="ace_demo", help="where the world, caches and results go")
     _common(demo)
@@ -134,8 +141,26 @@ def run_kwargs(args: argparse.Namespace) -> dict:
         stat_testing_filter=args.stat_testing_filter, input_size=args.input_size, batch_size=args.batch_size,
         seed=args.seed, n_jobs=n_jobs(args), cav_solver=args.cav_solver,
         precision=args.precision, embedding=args.embedding, test=args.test,
-        layout=args.layout,
+        layout=args.layout, evaluate=args.evaluate,
     )
+
+
+def evaluate_kwargs(working_dir: str, target_class: str) -> dict:
+    """The parameters of a class's finished run (from its ace_results.json), with ``evaluate`` on."""
+    import json
+
+    from ace.storage.layout import WorkDir
+    from ace.tasks.errors import ACEInputError
+
+    report = WorkDir(str(Path(working_dir).resolve())).target(target_class).summary_json
+    if not report.is_file():
+        raise ACEInputError(f"no report of class {target_class!r} in --working_dir {working_dir} ({report} is "
+                            "missing): run `ace run` for it first")
+    params = json.loads(report.read_text()).get("parameters")
+    if not params:
+        raise ACEInputError(f"{report} was written by an older version that did not record its parameters: run "
+                            "its `ace run` command again with --evaluate")
+    return {**params, "evaluate": True}
 
 
 def demo_kwargs(working_dir: str) -> dict:
@@ -144,7 +169,7 @@ def demo_kwargs(working_dir: str) -> dict:
 
     wd = check_working_dir(Path(working_dir).resolve())
     world = wd / "world"
-    if not (world / "labels.txt").is_file():
+    if not (world / "masks" / "parts.json").is_file():
         make_world(world, num_random_sets=DEMO_DEFAULTS["num_random_exp"])
     return dict(target_class=DEMO_CLASS, source_dir=str(world), working_dir=str(wd), model_to_run="ace_demo_cnn",
                 model_path=None, labels_path=str(world / "labels.txt"), feature_names=[DEMO_LAYER], **DEMO_DEFAULTS)
@@ -192,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     from ace.tasks.validate import check_parameters
 
     try:
-        kwargs = run_kwargs(args) if args.command == "run" else demo_kwargs(args.working_dir)
+        kwargs = (run_kwargs(args) if args.command == "run" else evaluate_kwargs(args.working_dir, args.target_class)
+                  if args.command == "evaluate" else demo_kwargs(args.working_dir))
         kwargs["n_jobs"] = n_jobs(args)
         check_parameters(**kwargs)
         from ace.tasks.models import load_labels
@@ -230,7 +256,22 @@ def _run(args: argparse.Namespace, kwargs: dict) -> int:
     print(f"Report: {summary}")
     print(f"Concept galleries: {Path(summary).parent.parent / 'results'}")
     print(f"HTML report: {Path(summary).parent.parent / 'index.html'}")
+    for line in extra_lines(summary):
+        print(line)
     return 0
+
+
+def extra_lines(summary: str) -> list[str]:
+    """The ground truth and SSC/SDC lines of a finished report, if it has them."""
+    import json
+
+    from ace.tasks.groundtruth import summary_lines
+
+    from ace.tasks.evaluate import summary_lines as evaluation_lines
+
+    data = json.loads(Path(summary).with_suffix(".json").read_text())
+    return ((summary_lines(data["ground_truth"]) if data.get("ground_truth") else [])
+            + (evaluation_lines(data["evaluation"]) if data.get("evaluation") else []))
 
 
 if __name__ == "__main__":

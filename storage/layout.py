@@ -9,6 +9,7 @@ Shared by every class explained in it (computed once, keyed by content):
     cache/segments/<key>.parquet         kept superpixel masks of the discovery images
     cache/clusters/<layer>/<key>.parquet cluster label and distance to centre per superpixel
     cache/concepts/<layer>/<key>.json    clusters kept as concepts
+    cache/evaluations/<class>/<key>.json SSC/SDC evaluation (--evaluate, ``ace evaluate``)
     cavs/<layer>/<random set>-<key>.npz  CAVs of every concept against one random set
     locks/                               lock files (one process computes a shared result)
     runs/                                flow runs in progress (to mark those of dead processes Crashed)
@@ -96,6 +97,9 @@ class WorkDir:
     @property
     def runs_dir(self) -> Path:
         return self.path / "runs"
+
+    def evaluation(self, target_class: str, key: str) -> Path:
+        return self.path / "cache" / "evaluations" / safe_name(target_class) / f"{key}.json"
 
     def report_stamp(self, target_class: str, key: str) -> Path:
         return self.path / "cache" / "reports" / safe_name(target_class) / f"{key}.json"

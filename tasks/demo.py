@@ -12,11 +12,13 @@ Classes (each image has both of its class's parts, placed at random, on a random
 
 ``make_world`` writes ACE's source layout (``<class>/``, ``random_discovery/``,
 ``random500_<i>/``) plus ``masks/<folder>/<image>.png`` whose pixel values are part ids
-(0 background, 1 disc, 2 square, 3 triangle, 4 stripes, 5 distractor).
+(0 background, 1 disc, 2 square, 3 triangle, 4 stripes, 5 distractor) and ``masks/parts.json`` naming
+the ids and each class's parts (the report's ground truth, :mod:`ace.tasks.groundtruth`).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +121,8 @@ def make_world(root: str | Path, n_per_class: int = 80, n_random: int = 40, num_
             Image.fromarray(img).save(root / folder / f"{folder}_{i:03d}.png")
             Image.fromarray(mask).save(root / "masks" / folder / f"{folder}_{i:03d}.png")
     (root / "labels.txt").write_text("\n".join(CLASS_NAMES) + "\n")
+    (root / "masks" / "parts.json").write_text(json.dumps({"parts": PARTS, "classes": {
+        c: list(p) for c, p in CLASSES.items() if p}}, indent=1))
     return root
 
 

@@ -151,9 +151,11 @@ def _concept_section(v: ConceptView) -> str:
 
 
 def class_page(run: PageRun, scores: list[ConceptScore], baselines: dict[str, tuple[float, float, float]],
-               views: list[ConceptView], galleries: dict[str, str]) -> str:
+               views: list[ConceptView], galleries: dict[str, str], blocks: dict | None = None) -> str:
     """The HTML of ``classes/<class>/index.html``; ``views`` are the significant concepts with
-    their image paths relative to the page, ``galleries`` layer -> relative path of its PNG."""
+    their image paths relative to the page, ``galleries`` layer -> relative path of its PNG,
+    ``blocks`` the optional ``ground_truth`` and ``evaluation`` of ``ace_results.json``."""
+    blocks = blocks or {}
     raises = [v for v in views if kind(v.score) == "raises"]
     lowers = [v for v in views if kind(v.score) == "lowers"]
     raises.sort(key=lambda v: -v.score.tcav_mean)
@@ -174,6 +176,10 @@ def class_page(run: PageRun, scores: list[ConceptScore], baselines: dict[str, tu
         body.append(f"<h3>layer {esc(layer)}</h3>{tcav_chart(layer, scores, baselines[layer])}")
         if layer in galleries:
             body.append(f'<p class="note"><a href="{href(galleries[layer])}">gallery of layer {esc(layer)}</a></p>')
+    if blocks.get("ground_truth"):
+        body.append(ground_truth_section(blocks["ground_truth"]))
+    if blocks.get("evaluation"):
+        body.append(evaluation_section(blocks["evaluation"]))
     body.append("<h2>Concepts that raise the class, highest TCAV first</h2>")
     body += [_concept_section(v) for v in raises] or ['<p class="note">none</p>']
     body.append("<h2>Concepts that lower the class, lowest TCAV first</h2>")
@@ -185,6 +191,66 @@ def class_page(run: PageRun, scores: list[ConceptScore], baselines: dict[str, tu
                     f"<td class=\"num\">{s.tcav_std:.3f}</td><td class=\"num\">{s.p_value:.2g}</td>"
                     f"<td class=\"num\">{s.cav_accuracy:.3f}</td></tr>" for s in dropped) + "</table>")
     return _page(f"ACE: {run.target_class}", "\n".join(body))
+
+
+def ground_truth_section(gt: dict) -> str:
+    """The ground-truth table (see :mod:`ace.tasks.groundtruth`)."""
+    rows = "".join(f"<tr><td>{esc(part)}</td><td>{esc(r['concept'] or '-')}</td><td class=\"num\">{r['purity']:.2f}</td>"
+                   f"<td class=\"num\">{r['recall']:.2f}</td><td class=\"num\">{r['superpixels_on_part']}</td></tr>"
+                   for part, r in gt["parts"].items())
+    bg = ", ".join(gt["background_concepts"]) or "none"
+    return (f"<h2>Ground truth</h2><p class=\"note\">The source has part masks: for each part that makes the class, "
+            f"the significant raising concept (layer {esc(gt['layer'])}) whose examples lie most purely on it. Purity: "
+            f"share of its examples mostly on the part; recall: share of the part's superpixels in its cluster.</p>"
+            f"<table><tr><th>part</th><th>best concept</th><th>purity</th><th>recall</th><th>superpixels on it</th></tr>"
+            f"{rows}</table><p>Significant concepts mostly on the background: {gt['background_significant']} "
+            f"({esc(bg)})</p>")
+
+
+def _curve_chart(title: str, series: list[tuple[str, str, bool, list[dict]]], metric: str) -> str:
+    """A small SVG line chart of ``metric`` (0..1) against k; series: (label, colour, dashed, points)."""
+    w, h, left, top, bottom = 300, 190, 40, 22, 34
+    ks = sorted({p["k"] for _, _, _, pts in series for p in pts}) or [1]
+    kmax = max(max(ks), 2)
+    x = lambda k: left + (k - 1) / (kmax - 1) * (w - left - 12)  # noqa: E731
+    y = lambda v: top + (1 - v) * (h - top - bottom)  # noqa: E731
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h + 18 * len(series)}" font-size="11" '
+           f'role="img" aria-label="{esc(title)}"><text x="{left}" y="13" font-weight="600">{esc(title)}</text>']
+    for v in (0, 0.5, 1):
+        out.append(f'<line x1="{left}" x2="{w - 12}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#eaeef2"/>'
+                   f'<text x="{left - 4}" y="{y(v) + 4:.1f}" text-anchor="end" fill="#59636e">{v:g}</text>')
+    for k in ks:
+        out.append(f'<text x="{x(k):.1f}" y="{h - bottom + 14}" text-anchor="middle" fill="#59636e">{k}</text>')
+    out.append(f'<text x="{(left + w) / 2:.0f}" y="{h - 4}" text-anchor="middle" fill="#59636e">k (top concepts)</text>')
+    for i, (label, colour, dashed, pts) in enumerate(series):
+        line = " ".join(f"{x(p['k']):.1f},{y(p[metric]):.1f}" for p in pts)
+        dash = ' stroke-dasharray="5 4"' if dashed else ""
+        out.append(f'<polyline points="{line}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>')
+        out += [f'<circle cx="{x(p["k"]):.1f}" cy="{y(p[metric]):.1f}" r="3" fill="{colour}">'
+                f'<title>{esc(label)} k={p["k"]}: {p[metric]:.2f}</title></circle>' for p in pts]
+        ly = h + 6 + 18 * i
+        out.append(f'<line x1="{left}" x2="{left + 24}" y1="{ly}" y2="{ly}" stroke="{colour}" stroke-width="2"{dash}/>'
+                   f'<text x="{left + 30}" y="{ly + 4}">{esc(label)}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def evaluation_section(ev: dict) -> str:
+    """SSC/SDC curves (see :mod:`ace.tasks.evaluate`)."""
+    if not ev.get("ssc"):
+        return "<h2>SSC / SDC</h2><p class=\"note\">No significant concept raises the class: nothing to evaluate.</p>"
+    series = [("only the top-k concepts kept (SSC)", "#1a7f37", False, ev["ssc"]),
+              ("as many random superpixels kept", "#1a7f37", True, ev["ssc_random"]),
+              ("the top-k concepts removed (SDC)", "#cf222e", False, ev["sdc"]),
+              ("as many random superpixels removed", "#cf222e", True, ev["sdc_random"])]
+    names = ", ".join(f"{i + 1}. {esc(n)}" for i, n in enumerate(ev["concepts"]))
+    return (f"<h2>SSC / SDC: are the concepts sufficient, necessary?</h2><p class=\"note\">On the "
+            f"{ev['n_images']} scoring images (the model predicts the class on {ev['original']['accuracy']:.0%} of them "
+            f"as they are), each superpixel assigned to its nearest concept (layer {esc(ev['layer'])}); the top concepts "
+            f"by mean TCAV: {names}. Kept: everything else filled with the neutral colour; removed: those superpixels "
+            f"filled.</p><div class=\"strip\">"
+            f"{_curve_chart('share of images predicted as the class', series, 'accuracy')}"
+            f"{_curve_chart('mean class probability', series, 'probability')}</div>")
 
 
 def index_page(rows: list[dict]) -> str:

@@ -96,6 +96,21 @@ def to_rgb(im: Image.Image, path: str | Path = "") -> Image.Image:
     return im.convert("RGB")
 
 
+def fit_image(im: Image.Image, size: int, resize: str = "squash", resample=Image.BILINEAR) -> Image.Image:
+    """``im`` at size x size as :func:`decode_image` makes it (``resample=Image.NEAREST`` for label maps)."""
+    if resize == "center_crop":
+        short = round(size * 256 / 224)
+        w, h = im.size
+        scale = short / min(w, h)
+        im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), resample)
+        w, h = im.size
+        left, top = (w - size) // 2, (h - size) // 2
+        return im.crop((left, top, left + size, top + size))
+    if resize == "squash":
+        return im.resize((size, size), resample)
+    raise ValueError(f"unknown resize mode {resize!r}")
+
+
 def decode_image(path: str | Path, size: int, resize: str = "squash") -> np.ndarray:
     """Decode ``path`` to a (size, size, 3) uint8 RGB array.
 
@@ -106,18 +121,7 @@ def decode_image(path: str | Path, size: int, resize: str = "squash") -> np.ndar
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # scan already warned about this file
             im = to_rgb(im, path)
-        if resize == "center_crop":
-            short = round(size * 256 / 224)
-            w, h = im.size
-            scale = short / min(w, h)
-            im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
-            w, h = im.size
-            left, top = (w - size) // 2, (h - size) // 2
-            im = im.crop((left, top, left + size, top + size))
-        elif resize == "squash":
-            im = im.resize((size, size), Image.BILINEAR)
-        else:
-            raise ValueError(f"unknown resize mode {resize!r}")
+        im = fit_image(im, size, resize)
         return np.asarray(im, dtype=np.uint8).copy()
 
 

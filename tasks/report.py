@@ -40,6 +40,8 @@ from ace.tasks.caching import ace_task
 from ace.tasks.cluster import read_concepts
 from ace.tasks.embed import predicted_share
 from ace.tasks.images import read_images
+from ace.tasks.evaluate import summary_lines as evaluation_lines
+from ace.tasks.groundtruth import summary_lines as ground_truth_lines
 from ace.tasks.html import ConceptView, PageRun, class_page, index_page
 from ace.tasks.patches import highlight, make_patch
 from ace.tasks.sources import Superpixels
@@ -62,6 +64,17 @@ def save_png(path: Path, array: np.ndarray, atomic: bool = True) -> None:
         return
     with atomic_path(path) as tmp:
         Image.fromarray(to_uint8(array)).save(tmp, format="PNG", compress_level=1)
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """What the report reads beyond the scores: the clusters of each layer (``(layer, path)`` pairs),
+    how the images were resized, and the SSC/SDC evaluation (a path, or None when not run)."""
+
+    clusters: tuple[tuple[str, str], ...] = ()
+    resize: str = "squash"
+    evaluation: str | None = None
+    parameters: str = "{}"  # the flow's parameters (JSON), for ``ace evaluate`` to run the same flow again
 
 
 @dataclass(frozen=True)
@@ -139,18 +152,20 @@ def gallery(path: Path, rows: list[tuple[str, np.ndarray, np.ndarray]], n: int =
 
 def write_report(workdir: str, info: RunInfo, scores: list[ConceptScore], results: list[RandomSetScores],
                  concepts_paths: dict[str, str], images_path: str, superpixels: Superpixels,
-                 grads_path: str, image_names: list[str], fill: tuple[float, float, float], out: str) -> str:
+                 grads_path: str, image_names: list[str], fill: tuple[float, float, float], out: str,
+                 inputs: ReportInputs = ReportInputs()) -> str:
     """Write the report files listed in this module's docstring; ``out`` is the stamp that marks
     them current. Returns the path of ``ace_results.txt``."""
     wd = WorkDir(workdir)
     target = wd.target(info.target_class)
     info = replace(info, scoring_accuracy=predicted_share(grads_path, info.class_index))
     baselines = {layer: random_baseline(results, layer) for layer in info.layers}
+    blocks = extra_blocks(info, scores, concepts_paths, superpixels, image_names, inputs)
     # one writer per class folder at a time (two runs of a class with other flags have other stamps)
     with file_lock(wd.lock(f"report-{safe_name(info.target_class)}")):
         with atomic_dir(target.path) as tmp:
             _write_class_folder(target.rebased(tmp), info, scores, baselines, concepts_paths, images_path,
-                                superpixels, image_names, fill)
+                                superpixels, image_names, fill, blocks)
         for stale in Path(out).parent.glob("*.json"):  # only the latest stamp says the folder is current
             if stale.name != Path(out).name:
                 stale.unlink(missing_ok=True)
@@ -163,7 +178,7 @@ def write_report(workdir: str, info: RunInfo, scores: list[ConceptScore], result
 
 def _write_class_folder(target: ClassDir, info: RunInfo, scores: list[ConceptScore], baselines: dict,
                         concepts_paths: dict[str, str], images_path: str, superpixels: Superpixels,
-                        image_names: list[str], fill: tuple[float, float, float]) -> None:
+                        image_names: list[str], fill: tuple[float, float, float], blocks: dict) -> None:
     images = read_images(images_path)
     img_dir = target.concept_dir / "images"
     for i, (img, name) in enumerate(zip(images, image_names)):
@@ -203,14 +218,46 @@ def _write_class_folder(target: ClassDir, info: RunInfo, scores: list[ConceptSco
             galleries[layer] = f"results/{safe_name(layer)}.png"
         for w in writes:
             w.result()  # a failed write fails the report
-    write_text(target.summary_path, summary_text(info, scores, baselines))
+    text = summary_text(info, scores, baselines)
+    if blocks.get("ground_truth"):
+        text += "\n".join(ground_truth_lines(blocks["ground_truth"])) + "\n"
+    if blocks.get("evaluation"):
+        text += "\n".join(evaluation_lines(blocks["evaluation"])) + "\n"
+    write_text(target.summary_path, text)
     run = PageRun(info.target_class, info.class_index, info.model, info.layers, info.n_discovery, info.n_scoring,
                   info.scoring_accuracy, info.num_random_exp, info.test, info.alpha, info.correction, info.settings)
-    write_text(target.page, class_page(run, scores, baselines, views, galleries))
+    write_text(target.page, class_page(run, scores, baselines, views, galleries, blocks))
     examples = {f"{layer}:{c.name}": list(c.examples) for layer in info.layers for c in read_concepts(concepts_paths[layer])}
     write_text(target.summary_json, json.dumps({"run": asdict(info), "concepts": [asdict(s) for s in scores],
                                                 "random_discovery": baselines,
-                                                "concept_examples": examples}, indent=1))
+                                                "concept_examples": examples, **blocks}, indent=1))
+
+
+def extra_blocks(info: RunInfo, scores: list[ConceptScore], concepts_paths: dict[str, str], superpixels: Superpixels,
+                 image_names: list[str], inputs: ReportInputs) -> dict:
+    """``ground_truth`` (where the source has part masks, see :mod:`ace.tasks.groundtruth`, first layer)
+    and ``evaluation`` (SSC/SDC, when it was run) for the json, txt and HTML report."""
+    from ace.storage.tables import ArrayTable
+    from ace.tasks.groundtruth import ground_truth, parts_file
+
+    blocks: dict = {"parameters": json.loads(inputs.parameters)}
+    parts = parts_file(image_names)
+    clusters = dict(inputs.clusters)
+    layer = info.layers[0]
+    if parts is not None and layer in clusters:
+        concepts = read_concepts(concepts_paths[layer])
+        labels = np.asarray(ArrayTable(clusters[layer]).read("label"))
+        layer_scores = [s for s in scores if s.layer == layer]
+        block = ground_truth(parts, info.target_class, superpixels.segments_path, image_names, superpixels.size,
+                             inputs.resize, {c.name: list(c.examples) for c in concepts},
+                             {c.name: np.nonzero(labels == c.cluster)[0].tolist() for c in concepts},
+                             [s.concept for s in layer_scores if s.significant and s.direction == "raises"],
+                             [s.concept for s in layer_scores if s.significant])
+        if block is not None:
+            blocks["ground_truth"] = {"layer": layer, **block}
+    if inputs.evaluation:
+        blocks["evaluation"] = json.loads(Path(inputs.evaluation).read_text())
+    return blocks
 
 
 INDEX_HEADER = "target_class\tstatus\tconcepts_kept\ttop_concept\treport\n"
@@ -254,9 +301,10 @@ def read_stamp(out: str) -> str:
 @ace_task("report", load=read_stamp)
 def report_task(workdir: str, info: RunInfo, scores: list[ConceptScore], results: list[RandomSetScores],
                 concepts_paths: dict, images_path: str, superpixels: Superpixels, grads_path: str,
-                image_names: list[str], fill: tuple[float, float, float], out: str) -> str:
+                image_names: list[str], fill: tuple[float, float, float], out: str,
+                inputs: ReportInputs = ReportInputs()) -> str:
     summary = write_report(workdir, info, scores, results, concepts_paths, images_path, superpixels,
-                           grads_path, image_names, fill, out)
+                           grads_path, image_names, fill, out, inputs)
     publish_artifacts(info, scores, summary)
     return summary
 

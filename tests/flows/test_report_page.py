@@ -16,7 +16,7 @@ def local_targets(links: list[str]) -> list[Path]:
     return [Path(unquote(urlparse(u).path)) for u in links if u.startswith("file://")]
 
 
-def check_class_page(wd: Path, target_class: str) -> None:
+def check_class_page(wd: Path, target_class: str, charts: int | None = None) -> None:
     page = wd / "classes" / target_class / "index.html"
     data = json.loads((page.parent / "results_summaries" / "ace_results.json").read_text())
     kept = [c for c in data["concepts"] if c["significant"]]
@@ -24,7 +24,7 @@ def check_class_page(wd: Path, target_class: str) -> None:
     r = load_page(page.as_uri())
     assert r.errors == [] and r.broken == [], (r.errors, r.broken)
     assert r.title == f"ACE: {target_class}"
-    assert r.svg == len(data["run"]["layers"])  # one TCAV chart per layer
+    assert r.svg == (charts or len(data["run"]["layers"]))  # one TCAV chart per layer (and SSC/SDC)
     # 10 (or fewer) examples and as many "where it sits" images per significant concept
     assert r.images == sum(2 * min(10, len(examples[f"{c['layer']}:{c['concept']}"])) for c in kept)
     assert all(p.exists() for p in local_targets(r.links)), r.links

@@ -1,0 +1,64 @@
+"""`ace demo` as a user runs it: the report carries the ground truth of the demo world's parts and
+the SSC/SDC evaluation, and its HTML page loads cleanly in headless Chromium."""
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.flows.test_report_page import check_class_page
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def ace_demo(prefect_harness, tmp_path_factory):
+    from ace.flows.cli import main
+
+    wd = tmp_path_factory.mktemp("ace_demo")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["demo", "--working_dir", str(wd)]) == 0
+    report = json.loads((wd / "classes" / "disc_square" / "results_summaries" / "ace_results.json").read_text())
+    return wd, out.getvalue(), report
+
+
+def test_demo_finds_both_parts_and_no_background_concept(ace_demo):
+    _, printed, report = ace_demo
+    gt = report["ground_truth"]
+    assert set(gt["parts"]) == {"disc", "square"}
+    for part in ("disc", "square"):
+        assert gt["parts"][part]["purity"] >= 0.8 and gt["parts"][part]["recall"] > 0.2, gt
+    assert gt["background_significant"] == 0
+    assert "Ground truth" in printed and "significant concepts mostly on the background: 0" in printed
+
+
+def test_demo_ssc_sdc_beat_random_superpixels(ace_demo):
+    _, printed, report = ace_demo
+    ev = report["evaluation"]
+    assert ev["original"]["accuracy"] >= 0.9 and len(ev["ssc"]) >= 2
+    for ssc, sdc, ssc_r, sdc_r in zip(ev["ssc"], ev["sdc"], ev["ssc_random"], ev["sdc_random"]):
+        # keeping the concepts keeps the class more than keeping as many random superpixels; removing them
+        # destroys it more than removing random ones
+        assert ssc["probability"] > ssc_r["probability"] and sdc["probability"] < sdc_r["probability"], ev
+    top = ev["ssc"][-1]["k"] - 1
+    assert ev["ssc"][top]["accuracy"] >= 0.6 and ev["sdc"][top]["accuracy"] <= 0.2, ev
+    assert [s["k"] for s in ev["ssc"]] == list(range(1, len(ev["ssc"]) + 1))
+    assert "SSC/SDC on 40 scoring images" in printed
+
+
+def test_demo_page_in_chromium(ace_demo):
+    wd, _, _ = ace_demo
+    check_class_page(wd, "disc_square", charts=3)  # the TCAV chart and the two SSC/SDC charts
+    html = (wd / "classes" / "disc_square" / "index.html").read_text()
+    assert "<h2>Ground truth</h2>" in html and "SSC / SDC" in html
+
+
+def test_evaluate_needs_a_finished_report(tmp_path, capsys):
+    from ace.flows.cli import main
+
+    assert main(["evaluate", "--working_dir", str(tmp_path), "--target_class", "zebra"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ace: error: no report of class 'zebra'")
