@@ -4,7 +4,6 @@ the SSC/SDC evaluation, and its HTML page loads cleanly in headless Chromium."""
 import contextlib
 import io
 import json
-from pathlib import Path
 
 import pytest
 
