@@ -56,13 +56,12 @@ def main() -> None:
     from prefect.task_runners import ThreadPoolTaskRunner
 
     from ace.flows.ace_flow import ace_flow
-    from ace.flows.cli import DEMO_DEFAULTS, _prefect_env, demo_kwargs
+    from ace.flows.cli import _prefect_env, demo_kwargs
 
     _prefect_env()
     wd = Path(args.working_dir).resolve()
     if args.demo:
-        kwargs = demo_kwargs(str(wd))
-        kwargs.update({k: v for k, v in DEMO_DEFAULTS.items() if k not in ("cav_solver", "evaluate")})
+        kwargs = {k: v for k, v in demo_kwargs(str(wd)).items() if k not in ("cav_solver", "evaluate", "seed")}
     else:
         kwargs = dict(target_class=args.target_class, source_dir=str(Path(args.source_dir).resolve()),
                       working_dir=str(wd), model_to_run=args.model_to_run, labels_path=args.labels_path,

@@ -9,7 +9,9 @@ import os
 import sys
 from pathlib import Path
 
-DEMO_DEFAULTS = dict(max_imgs=40, min_imgs=15, num_random_exp=20, cav_solver="exact", evaluate=True)  # exact: see README "Stability"
+# the demo world holds two kinds of parts on textures: 4 clusters (ACE's 25 are for 50 natural photos, and
+# split each 64-pixel part into pieces); the exact CAV solver (see README "Stability"); SSC/SDC evaluated
+DEMO_DEFAULTS = dict(max_imgs=40, min_imgs=15, num_random_exp=20, n_clusters=4, cav_solver="exact", evaluate=True)
 
 
 def _prefect_env() -> None:
