@@ -3,7 +3,7 @@ process, Prefect start-up included).
 
     python benchmarks/bench_modes.py [--model efficientnet_lite0 --layer _blocks.10]
                                      [--model resnet18 --model_path resnet18.pth --layer layer3]
-                                     [--modes crop:auto:sgd crop:fp32:sgd pooled:auto:sgd crop:auto:exact]
+                                     [--modes crop:auto:exact crop:auto:sgd pooled:auto:exact crop:fp32:exact]
 
 For each mode (``embedding:precision:cav_solver``) it prints: the cold run's wall time and peak RSS,
 the CAV stage's share of it (from the first to the last ``cav-tcav`` task), the working dir's size
@@ -135,8 +135,8 @@ def main() -> None:
     p.add_argument("--num_random_exp", type=int, default=20)
     p.add_argument("--max_imgs", type=int, default=50)
     p.add_argument("--min_imgs", type=int, default=30)
-    p.add_argument("--modes", nargs="+", default=["crop:auto:sgd", "crop:auto:exact", "pooled:auto:sgd",
-                                                  "crop:fp32:sgd"])
+    p.add_argument("--modes", nargs="+", default=["crop:auto:exact", "crop:auto:sgd", "pooled:auto:exact",
+                                                  "crop:fp32:exact"])
     p.add_argument("--keep", action="store_true", help="keep the working dirs (printed)")
     p.add_argument("--same_command", action="store_true",
                    help="also run both classes in one command and print the second one's marginal cost")

@@ -163,7 +163,7 @@ def main() -> None:
     p.add_argument("--max_imgs", type=int, default=50)
     p.add_argument("--min_imgs", type=int, default=30)
     p.add_argument("--n_jobs", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--cav_solver", default="sgd", choices=["sgd", "exact"])
+    p.add_argument("--cav_solver", default="exact", choices=["sgd", "exact"])
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--flow", action="store_true", help="also time the whole flow, cold and cached")
     p.add_argument("--no_steps", action="store_true", help="only the flow timing")

@@ -3,6 +3,8 @@
     python benchmarks/stability.py --source_dir ../shared/data/imagenet_zebra --working_dir /tmp/stab \\
         --target_class zebra --model_to_run efficientnet_lite0 --feature_names _blocks.10
     python benchmarks/stability.py --demo --working_dir /tmp/stab_demo
+    python benchmarks/stability.py ... --working_dir /tmp/stab_fp32 --precision fp32 --solvers exact \
+        --compare_with /tmp/stab          # fp32 against the bf16 runs above, seed by seed
 
 Runs the class for every ``--seeds`` x ``--solvers`` in one working directory (the embeddings are
 computed once; the seed changes the clustering and the CAVs) and compares the runs' significant
@@ -51,6 +53,9 @@ def main() -> None:
     p.add_argument("--num_random_exp", type=int, default=20)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--solvers", nargs="+", default=["sgd", "exact"])
+    p.add_argument("--precision", default="auto")
+    p.add_argument("--compare_with", default=None,
+                   help="another stability working dir (other precision): compare its runs with these, same solver and seed")
     args = p.parse_args()
 
     from prefect.task_runners import ThreadPoolTaskRunner
@@ -75,7 +80,7 @@ def main() -> None:
         if not saved.is_file():
             t0 = time.time()
             summary = ace_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=1))(
-                **kwargs, seed=seed, cav_solver=solver)
+                **kwargs, seed=seed, cav_solver=solver, precision=args.precision)
             shutil.copy(Path(summary).with_suffix(".json"), saved)
             print(f"{solver} seed {seed}: {time.time() - t0:.0f} s", flush=True)
         runs[(solver, seed)] = json.loads(saved.read_text())
@@ -91,6 +96,14 @@ def main() -> None:
         res = [significant_jaccard(runs[(s1, s)], runs[(s2, s)]) for s in args.seeds]
         res += [significant_jaccard(runs[(s2, s)], runs[(s1, s)]) for s in args.seeds]
         rows.append((f"{s1} vs {s2}, same seed", res, []))
+    if args.compare_with:
+        other = Path(args.compare_with).resolve() / "stability"
+        for solver in args.solvers:
+            pairs = [(runs[(solver, s)], json.loads((other / f"{solver}-seed{s}.json").read_text()))
+                     for s in args.seeds if (other / f"{solver}-seed{s}.json").is_file()]
+            res = [significant_jaccard(a, b) for a, b in pairs] + [significant_jaccard(b, a) for a, b in pairs]
+            if res:
+                rows.append((f"{solver}, precision {args.precision} vs {other.parent.name}, same seed", res, []))
     print("\n| runs compared | Jaccard of significant concepts, mean (min) | top raising concept shared | "
           "significant concepts per run |")
     print("| --- | --- | --- | --- |")

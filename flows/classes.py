@@ -74,7 +74,7 @@ def ace_classes_flow(
     batch_size: int = 32,
     seed: int = 0,
     n_jobs: Optional[int] = None,
-    cav_solver: str = "sgd",
+    cav_solver: str = "exact",
     precision: str = "auto",
     embedding: str = "crop",
     test: str = "two-sided",

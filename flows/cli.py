@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 # the demo world holds two kinds of parts on textures: 4 clusters (ACE's 25 are for 50 natural photos, and
-# split each 64-pixel part into pieces); the exact CAV solver (see README "Stability"); SSC/SDC evaluated
-DEMO_DEFAULTS = dict(max_imgs=40, min_imgs=15, num_random_exp=20, n_clusters=4, cav_solver="exact", evaluate=True)
+# split each 64-pixel part into pieces); SSC/SDC evaluated
+DEMO_DEFAULTS = dict(max_imgs=40, min_imgs=15, num_random_exp=20, n_clusters=4, evaluate=True)
 
 
 def _prefect_env() -> None:
@@ -94,9 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add(run, "layout", default="auto", choices=["auto", "nchw", "nhwc", "tokens"],
          help="where a layer's channels are: auto finds it from the model (NCHW for CNNs, channels last for "
               "Swin, tokens for ViT, whose class token is left out of the patch grid)")
-    _add(run, "cav_solver", default="sgd", choices=["sgd", "exact"],
-         help="sgd: the original's SGDClassifier (alpha 0.01), run in the span of the training rows; exact: the "
-              "optimum of the same objective (hinge-loss dual on the Gram matrix)")
+    _add(run, "cav_solver", default="exact", choices=["sgd", "exact"],
+         help="exact (default): the optimum of the original's objective (hinge loss, L2 alpha 0.01), solved in "
+              "the Gram space: concepts stable across seeds; sgd: the original's SGDClassifier, run in the span "
+              "of the training rows (parity)")
     _add(run, "evaluate", action="store_true",
          help="also compute the paper's SSC/SDC curves of the top concepts on the scoring images (see ace evaluate)")
     _common(run)

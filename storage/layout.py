@@ -18,6 +18,7 @@ One folder per class, written as a whole and replaced atomically by the next run
 
     classes/<class>/results_summaries/ace_results.txt   TCAV mean, std, p-value and CAV accuracy
     classes/<class>/results_summaries/ace_results.json  the same, with every per-random-set score
+    classes/<class>/results_summaries/evaluation.json   SSC/SDC (--evaluate, ``ace evaluate``)
     classes/<class>/results/<layer>.png                 concept galleries
     classes/<class>/index.html                          the HTML report (relative links, no network)
     classes/<class>/concepts/images/                    the discovery images
@@ -149,6 +150,10 @@ class ClassDir:
     @property
     def summary_json(self) -> Path:
         return self.path / "results_summaries" / "ace_results.json"
+
+    @property
+    def evaluation_json(self) -> Path:
+        return self.path / "results_summaries" / "evaluation.json"
 
     @property
     def page(self) -> Path:

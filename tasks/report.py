@@ -12,6 +12,8 @@ folders of an earlier run with other flags do not linger:
 * ``results/<layer>.png``: 10 examples per significant concept, highest mean TCAV first (top row
   the superpixel, bottom row where it sits in its image);
 * ``index.html``: the HTML report (:mod:`ace.tasks.html`), relative links to the files above;
+* ``results_summaries/evaluation.json``: the SSC/SDC evaluation, when it was run
+  (:mod:`ace.tasks.evaluate`);
 * ``results_summaries/ace_results.txt`` (and ``ace_results.json``): per significant concept, highest
   mean TCAV first, the mean CAV accuracy and ``layer:concept:mean TCAV,std,p-value``; then the
   random_discovery baseline and the concepts that were not significant.
@@ -223,6 +225,7 @@ def _write_class_folder(target: ClassDir, info: RunInfo, scores: list[ConceptSco
         text += "\n".join(ground_truth_lines(blocks["ground_truth"])) + "\n"
     if blocks.get("evaluation"):
         text += "\n".join(evaluation_lines(blocks["evaluation"])) + "\n"
+        write_text(target.evaluation_json, json.dumps(blocks["evaluation"], indent=1))
     write_text(target.summary_path, text)
     run = PageRun(info.target_class, info.class_index, info.model, info.layers, info.n_discovery, info.n_scoring,
                   info.scoring_accuracy, info.num_random_exp, info.test, info.alpha, info.correction, info.settings)

@@ -66,7 +66,7 @@ def check_parameters(target_class: str = "", working_dir: str = "", feature_name
                      max_imgs: int = 50, min_imgs: int = 30, superpixel_method: str = "slic",
                      clustering_method: str = "KM", n_clusters: int = 25, fill: str = "mean", alpha: float = 0.01,
                      correction: str = "none", input_size: int | None = None, batch_size: int = 32, seed: int = 0,
-                     n_jobs: int | None = None, cav_solver: str = "sgd", precision: str = "auto",
+                     n_jobs: int | None = None, cav_solver: str = "exact", precision: str = "auto",
                      embedding: str = "crop", test: str = "two-sided", layout: str = "auto", **_ignored: Any) -> int:
     """Check every parameter of a run (raises :class:`ACEInputError`); returns ``n_jobs`` with its
     default (all cores) filled in. The working directory is created if missing."""

@@ -35,8 +35,9 @@ def test_demo_finds_both_parts_and_no_background_concept(ace_demo):
 
 
 def test_demo_ssc_sdc_beat_random_superpixels(ace_demo):
-    _, printed, report = ace_demo
+    wd, printed, report = ace_demo
     ev = report["evaluation"]
+    assert json.loads((wd / "classes" / "disc_square" / "results_summaries" / "evaluation.json").read_text()) == ev
     assert ev["original"]["accuracy"] >= 0.9 and len(ev["ssc"]) >= 2
     for ssc, sdc, ssc_r, sdc_r in zip(ev["ssc"], ev["sdc"], ev["ssc_random"], ev["sdc_random"]):
         # keeping the concepts keeps the class more than keeping as many random superpixels; removing them
