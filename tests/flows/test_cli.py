@@ -20,6 +20,11 @@ def test_the_seed_command_parses_flag_for_flag():
     assert kw["max_imgs"] == 50 and kw["min_imgs"] == 30 and args.num_parallel_runs == 0
     assert kw["source_dir"].endswith("SOURCE_DIR") and Path(kw["working_dir"]).is_absolute()
     assert kw["labels_path"] == "imagenet_class_index.json" and kw["stat_testing_filter"] is True
+    # what this version adds, at its defaults
+    assert (kw["cav_solver"], kw["precision"], kw["embedding"], kw["layout"], kw["evaluate"]) == \
+        ("exact", "auto", "crop", "auto", False)
+    kw = run_kwargs(build_parser().parse_args(["run", *SEED, "--layout", "tokens", "--evaluate", "--cav-solver", "sgd"]))
+    assert (kw["layout"], kw["evaluate"], kw["cav_solver"]) == ("tokens", True, "sgd")
 
 
 def test_dashes_old_names_and_several_layers():

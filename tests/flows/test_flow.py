@@ -118,7 +118,7 @@ def test_flow_parameters_are_checked_as_the_cli_checks_them(demo_run):
 
     kwargs, _ = demo_run
     for bad, match in (({"max_imgs": 0}, "--max_imgs"), ({"alpha": 2.0}, "--alpha"), ({"embedding": "x"}, "--embedding"),
-                       ({"source_dir": "{{ $ACE_SOURCE_DIR }}"}, "template")):
+                       ({"layout": "nwhc"}, "--layout"), ({"source_dir": "{{ $ACE_SOURCE_DIR }}"}, "template")):
         with pytest.raises(ACEInputError, match=match):
             run(**{**kwargs, **bad})
 
