@@ -23,7 +23,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from ace.storage.layout import WorkDir
 from ace.flows.runs import results_with_progress, tracked_run
-from ace.tasks.caching import fresh, map_fresh
+from ace.tasks.caching import fresh, map_fresh, outputs_exist
 from ace.tasks.cav import cav_task, concept_acts_task
 from ace.tasks.cluster import cluster_task, filter_task
 from ace.tasks.embed import embed_task, gradients_task
@@ -166,20 +166,21 @@ def _explain(wd: WorkDir, target_class: str, source_dir: str, model_to_run: str,
     info = RunInfo(target_class, model.class_idx, model_to_run, tuple(layers), num_random_exp, len(sets.discovery),
                    len(sets.scoring), alpha, correction, test=test, settings=settings)
 
-    # 8. (optional) SSC/SDC: the scoring images' superpixels, assigned to concepts, kept or removed
-    evaluation = None
+    # 8. (optional) SSC/SDC: the scoring images' superpixels, assigned to concepts, kept or removed;
+    #    an evaluation made earlier (ace evaluate) of the same concepts stays in the report
+    layer = layers[0]
+    sc_seg_out = str(wd.segments(wd.key(scoring_images, superpixel_method)))
+    scoring_sp = Superpixels(scoring_images, sc_seg_out, spec.input_size, fill_rgb)
+    sc_acts = [str(wd.acts(layer, wd.key(spec, layer, scoring_sp.key, embedding)))]
+    ev_out = str(wd.evaluation(target_class, wd.key(spec, layer, sc_acts, acts["superpixels"][layer],
+                                                    cluster_paths[layer], concepts[layer], tested, fill_rgb, seed)))
     if evaluate:
-        layer = layers[0]
-        sc_seg_out = str(wd.segments(wd.key(scoring_images, superpixel_method)))
-        sc_segments = fresh(superpixels_task, sc_seg_out)(scoring_images, superpixel_method, sc_seg_out, n_jobs)
-        scoring_sp = Superpixels(scoring_images, sc_segments, spec.input_size, fill_rgb)
-        sc_acts = [str(wd.acts(layer, wd.key(spec, layer, scoring_sp.key, embedding)))]
-        sc_acts = fresh(embed_task, sc_acts)(spec, [layer], scoring_sp, pooled, sc_acts, batch_size)
-        ev_out = str(wd.evaluation(target_class, wd.key(spec, layer, sc_acts, acts["superpixels"][layer],
-                                                        cluster_paths[layer], concepts[layer], tested, fill_rgb, seed)))
-        evaluation = fresh(evaluate_task, ev_out)(spec, layer, scoring_images, sc_segments, sc_acts[0],
-                                                  acts["superpixels"][layer], cluster_paths[layer], concepts[layer],
-                                                  tested, model.class_idx, fill_rgb, seed, ev_out)
+        fresh(superpixels_task, sc_seg_out)(scoring_images, superpixel_method, sc_seg_out, n_jobs)
+        fresh(embed_task, sc_acts)(spec, [layer], scoring_sp, pooled, sc_acts, batch_size)
+        fresh(evaluate_task, ev_out)(spec, layer, scoring_images, sc_seg_out, sc_acts[0], acts["superpixels"][layer],
+                                     cluster_paths[layer], concepts[layer], tested, model.class_idx, fill_rgb, seed,
+                                     ev_out)
+    evaluation = ev_out if outputs_exist(ev_out) else None
     inputs = ReportInputs(tuple(cluster_paths.items()), spec.resize, evaluation, parameters)
     stamp = str(wd.report_stamp(target_class, wd.key(info, scores, tested, concepts, superpixels.key, grads, inputs)))
     summary = fresh(report_task, stamp)(wd.root, info, tested, scores, concepts, discovery_images, superpixels,

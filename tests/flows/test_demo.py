@@ -4,6 +4,7 @@ the SSC/SDC evaluation, and its HTML page loads cleanly in headless Chromium."""
 import contextlib
 import io
 import json
+from pathlib import Path
 
 import pytest
 
@@ -63,3 +64,15 @@ def test_evaluate_needs_a_finished_report(tmp_path, capsys):
     assert main(["evaluate", "--working_dir", str(tmp_path), "--target_class", "zebra"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("ace: error: no report of class 'zebra'")
+
+
+def test_a_later_run_without_evaluate_keeps_the_evaluation(ace_demo):
+    """The nightly run of a class (no --evaluate) does not drop an evaluation of the same concepts."""
+    from ace.flows.cli import demo_kwargs
+    from tests.conftest import run
+
+    wd, _, report = ace_demo
+    summary = Path(run(**{**demo_kwargs(str(wd)), "evaluate": False}))
+    again = json.loads(summary.with_suffix(".json").read_text())
+    assert again["parameters"]["evaluate"] is False and again["evaluation"] == report["evaluation"]
+    assert again["concepts"] == report["concepts"]
