@@ -268,9 +268,8 @@ def extra_lines(summary: str) -> list[str]:
     """The ground truth and SSC/SDC lines of a finished report, if it has them."""
     import json
 
-    from ace.tasks.groundtruth import summary_lines
-
     from ace.tasks.evaluate import summary_lines as evaluation_lines
+    from ace.tasks.groundtruth import summary_lines
 
     data = json.loads(Path(summary).with_suffix(".json").read_text())
     return ((summary_lines(data["ground_truth"]) if data.get("ground_truth") else [])

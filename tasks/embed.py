@@ -17,7 +17,7 @@ from torch import nn
 from ace.storage.tables import ArrayTable, TableWriter
 from ace.tasks.caching import ace_task
 from ace.tasks.layouts import channel_mean, grid_sum
-from ace.tasks.models import ModelSpec, check_layers, model_device, using_model
+from ace.tasks.models import ModelSpec, check_layers, model_device, output_logits, using_model
 from ace.tasks.precision import autocast, to_storage
 from ace.tasks.sources import prefetch
 
@@ -99,11 +99,7 @@ def class_logit_gradients(model: nn.Module, layers: list[str], x: torch.Tensor, 
         handles.append(modules[name].register_forward_hook(hook_for(name)))
     try:
         with torch.no_grad():  # grad mode is switched on by the first hook and restored on exit
-            logits = model(x)
-            if isinstance(logits, (tuple, list)):
-                logits = logits[0]
-            if hasattr(logits, "logits"):
-                logits = logits.logits
+            logits = output_logits(model(x))
             grads = torch.autograd.grad(logits[:, class_idx].sum(), [acts[l] for l in layers])
     finally:
         for h in handles:

@@ -74,18 +74,10 @@ def random_like(image_index: np.ndarray, chosen: np.ndarray, rng: np.random.Gene
     return out
 
 
-def compose(images: np.ndarray, keep: np.ndarray, fill_rgb: np.ndarray) -> np.ndarray:
-    """Images with the pixels outside ``keep`` filled."""
-    out = np.empty_like(images)
-    out[...] = fill_rgb
-    out[keep] = images[keep]
-    return out
-
-
 def class_scores(spec, images: np.ndarray, class_idx: int, batch_size: int = 32) -> tuple[float, float]:
     """(share of images predicted as the class, mean class probability)."""
     from ace.tasks.embed import to_input
-    from ace.tasks.models import model_device, using_model
+    from ace.tasks.models import model_device, output_logits, using_model
     from ace.tasks.precision import autocast
 
     hits, probs = [], []
@@ -93,8 +85,7 @@ def class_scores(spec, images: np.ndarray, class_idx: int, batch_size: int = 32)
         device = model_device(model)
         for start in range(0, len(images), batch_size):
             with autocast(spec.precision, device):
-                out = model(to_input(images[start:start + batch_size], spec, device))
-            out = out[0] if isinstance(out, (tuple, list)) else getattr(out, "logits", out)
+                out = output_logits(model(to_input(images[start:start + batch_size], spec, device)))
             p = torch.softmax(out.float(), dim=1)
             hits.append((p.argmax(1) == class_idx).cpu().numpy())
             probs.append(p[:, class_idx].cpu().numpy())
@@ -108,7 +99,7 @@ def evaluate_concepts(spec, layer: str, images_path: str, segments_path: str, sc
     from ace.storage.tables import ArrayTable
     from ace.tasks.cluster import read_concepts
     from ace.tasks.images import read_images
-    from ace.tasks.patches import fill_uint8
+    from ace.tasks.patches import make_patch
     from ace.tasks.superpixels import read_masks
 
     by_name = {s.concept: s for s in scores if s.layer == layer}
@@ -122,12 +113,13 @@ def evaluate_concepts(spec, layer: str, images_path: str, segments_path: str, sc
     # best first: highest mean TCAV; among equal scores, the concept found in more scoring images
     coverage = [len(np.unique(image_index[assigned == j])) for j in range(len(raising))]
     order = sorted(range(len(raising)), key=lambda j: (-by_name[raising[j]].tcav_mean, -coverage[j],
-                                                       by_name[raising[j]].p_value))[:MAX_K]
+                                                       by_name[raising[j]].p_value))
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    assigned = np.where(assigned >= 0, rank[np.maximum(assigned, 0)], -1)  # superpixels by their concept's rank
+    order = order[:MAX_K]
     raising = [raising[j] for j in order]
-    assigned = np.where(assigned >= 0, np.argsort(order + [j for j in range(len(coverage)) if j not in order])[
-        np.maximum(assigned, 0)], -1)
     images = read_images(images_path)
-    fill_rgb = fill_uint8(fill)
     rng = np.random.default_rng(seed)
     acc, prob = class_scores(spec, images, class_idx)
     result = {"layer": layer, "concepts": raising, "n_images": int(len(images)),
@@ -141,7 +133,7 @@ def evaluate_concepts(spec, layer: str, images_path: str, segments_path: str, sc
         for suffix, rows in (("", chosen), ("_random", random_like(image_index, chosen, rng))):
             keep = union_masks(masks, image_index, rows, len(images))
             for name, kept in (("ssc", keep), ("sdc", ~keep)):
-                a, p = class_scores(spec, compose(images, kept, fill_rgb), class_idx)
+                a, p = class_scores(spec, make_patch(images, kept, fill), class_idx)
                 result[name + suffix].append({"k": k, "accuracy": a, "probability": p})
     write_text(out, json.dumps(result, indent=1))
     return out

@@ -15,10 +15,14 @@ relative links, so they open from ``file://`` and from a copied working director
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from ace.tasks.stats import ConceptScore
+
+if TYPE_CHECKING:  # the report imports this module
+    from ace.tasks.report import RunInfo
 
 COLOURS = {"raises": "#1a7f37", "lowers": "#cf222e", "neither": "#8c959f"}
 
@@ -44,24 +48,6 @@ class ConceptView:
     n_images: int
     examples: tuple[str, ...] = ()
     where: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class PageRun:
-    """The header of a class page."""
-
-    target_class: str
-    class_index: int
-    model: str
-    layers: tuple[str, ...]
-    n_discovery: int
-    n_scoring: int
-    scoring_accuracy: float
-    num_random_exp: int
-    test: str
-    alpha: float
-    correction: str
-    settings: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
 
 def esc(x) -> str:
@@ -116,7 +102,7 @@ def tcav_chart(layer: str, scores: list[ConceptScore], baseline: tuple[float, fl
     return "".join(out)
 
 
-def _run_table(run: PageRun) -> str:
+def _run_table(run: "RunInfo") -> str:
     rows = [("model", run.model), ("class", f"{run.target_class} (index {run.class_index})"),
             ("layers", ", ".join(run.layers)),
             ("images", f"{run.n_discovery} discovery, {run.n_scoring} scoring; the model predicts the class on "
@@ -150,7 +136,7 @@ def _concept_section(v: ConceptView) -> str:
             f"{_strip(v.where, s.concept + ' in its image')}</section>")
 
 
-def class_page(run: PageRun, scores: list[ConceptScore], baselines: dict[str, tuple[float, float, float]],
+def class_page(run: "RunInfo", scores: list[ConceptScore], baselines: dict[str, tuple[float, float, float]],
                views: list[ConceptView], galleries: dict[str, str], blocks: dict | None = None) -> str:
     """The HTML of ``classes/<class>/index.html``; ``views`` are the significant concepts with
     their image paths relative to the page, ``galleries`` layer -> relative path of its PNG,

@@ -193,6 +193,12 @@ def check_layers(model: nn.Module, layers: list[str]) -> None:
             raise ACEInputError(f"--feature_names {layer!r} is not a module of the model.{hint}")
 
 
+def output_logits(out):
+    """The logits in a model's output: the first of a tuple (auxiliary heads), or its ``.logits``."""
+    out = out[0] if isinstance(out, (tuple, list)) else out
+    return getattr(out, "logits", out)
+
+
 def weights_stamp(name: str, path: str | None) -> list:
     """Size and mtime of the file the weights come from (a cheap change detector for caching)."""
     if path:
@@ -258,8 +264,7 @@ def resolve(model_to_run: str, model_path: str | None, labels_path: str | None, 
                 h.remove()
         spec = replace(spec, layouts=tuple((l, detect_layout(shapes[l], model, layout, l)) for l in layers
                                            if l in shapes))
-        out = out[0] if isinstance(out, (tuple, list)) else getattr(out, "logits", out)
-        n_out = out.shape[-1]
+        n_out = output_logits(out).shape[-1]
     if idx >= n_out:
         raise ACEInputError(f"--target_class {target_class!r} is label {idx} of --labels_path, but the model has "
                             f"only {n_out} outputs: use the labels file that belongs to the model")

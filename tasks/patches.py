@@ -34,13 +34,11 @@ def make_superpixel(image: np.ndarray, mask: np.ndarray, size: int, fill: tuple[
 
 
 def highlight(image: np.ndarray, mask: np.ndarray, colour=(255, 214, 0)) -> np.ndarray:
-    """Where a superpixel sits: the image with everything outside ``mask`` dimmed to a third and the
+    """Where a superpixel sits: the (uint8) image with everything outside ``mask`` dimmed to 30% and the
     segment outlined in ``colour``, the outline about 1/80 of the image wide (at least 2 pixels)."""
     from scipy.ndimage import binary_dilation
 
     img = np.asarray(image)
-    if img.dtype != np.uint8:
-        img = np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)
     out = img.copy()
     out[~mask] = (img[~mask].astype(np.uint16) * 3 // 10).astype(np.uint8)
     width = max(2, round(max(mask.shape) / 80))

@@ -44,7 +44,7 @@ from ace.tasks.embed import predicted_share
 from ace.tasks.images import read_images
 from ace.tasks.evaluate import summary_lines as evaluation_lines
 from ace.tasks.groundtruth import summary_lines as ground_truth_lines
-from ace.tasks.html import ConceptView, PageRun, class_page, index_page
+from ace.tasks.html import ConceptView, class_page, index_page
 from ace.tasks.patches import highlight, make_patch
 from ace.tasks.sources import Superpixels
 from ace.tasks.cav import RandomSetScores
@@ -227,9 +227,7 @@ def _write_class_folder(target: ClassDir, info: RunInfo, scores: list[ConceptSco
         text += "\n".join(evaluation_lines(blocks["evaluation"])) + "\n"
         write_text(target.evaluation_json, json.dumps(blocks["evaluation"], indent=1))
     write_text(target.summary_path, text)
-    run = PageRun(info.target_class, info.class_index, info.model, info.layers, info.n_discovery, info.n_scoring,
-                  info.scoring_accuracy, info.num_random_exp, info.test, info.alpha, info.correction, info.settings)
-    write_text(target.page, class_page(run, scores, baselines, views, galleries, blocks))
+    write_text(target.page, class_page(info, scores, baselines, views, galleries, blocks))
     examples = {f"{layer}:{c.name}": list(c.examples) for layer in info.layers for c in read_concepts(concepts_paths[layer])}
     write_text(target.summary_json, json.dumps({"run": asdict(info), "concepts": [asdict(s) for s in scores],
                                                 "random_discovery": baselines,
@@ -308,11 +306,11 @@ def report_task(workdir: str, info: RunInfo, scores: list[ConceptScore], results
                 inputs: ReportInputs = ReportInputs()) -> str:
     summary = write_report(workdir, info, scores, results, concepts_paths, images_path, superpixels,
                            grads_path, image_names, fill, out, inputs)
-    publish_artifacts(info, scores, summary)
+    publish_artifacts(info, scores, summary, WorkDir(workdir).target(info.target_class).page)
     return summary
 
 
-def publish_artifacts(info: RunInfo, scores: list[ConceptScore], summary: str) -> None:
+def publish_artifacts(info: RunInfo, scores: list[ConceptScore], summary: str, page: Path) -> None:
     """The Prefect UI gets the summary, a table of the concepts and a link to the HTML report."""
     from prefect.artifacts import create_link_artifact, create_table_artifact
 
@@ -325,6 +323,5 @@ def publish_artifacts(info: RunInfo, scores: list[ConceptScore], summary: str) -
          "direction": s.direction if s.significant else "-", "mean TCAV": round(s.tcav_mean, 4),
          "std": round(s.tcav_std, 4), "effect": round(s.effect, 4), "p-value": float(f"{s.p_value:.3g}"),
          "CAV accuracy": round(s.cav_accuracy, 4)} for s in order])
-    page = Path(summary).parents[1] / "index.html"
     create_link_artifact(key=f"{slug}-report", link=page.resolve().as_uri(), link_text=f"ACE report: {info.target_class}",
                          description="the HTML report (open it on the machine that ran the flow)")

@@ -1,6 +1,7 @@
 import numpy as np
 
-from ace.tasks.evaluate import assign, compose, concept_centres, random_like, union_masks
+from ace.tasks.evaluate import assign, concept_centres, random_like, union_masks
+from ace.tasks.patches import make_patch
 
 
 def test_centres_radii_and_assignment():
@@ -24,5 +25,5 @@ def test_masks_random_superpixels_and_composition():
     rand = random_like(image_index, chosen, np.random.default_rng(0))
     assert rand[:2].sum() == 1 and rand[2:].sum() == 0  # as many as chosen, in the same image
     images = np.full((2, 2, 2, 3), 200, np.uint8)
-    out = compose(images, keep, np.array([10, 20, 30], np.uint8))
+    out = make_patch(images, keep, (10 / 255, 20 / 255, 30 / 255))  # a batch at once, as the evaluation uses it
     assert tuple(out[0, 0, 0]) == (200, 200, 200) and tuple(out[0, 1, 1]) == (10, 20, 30)

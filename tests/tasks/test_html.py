@@ -1,7 +1,8 @@
 import numpy as np
 
-from ace.tasks.html import ConceptView, PageRun, class_page, index_page, tcav_chart
+from ace.tasks.html import ConceptView, class_page, index_page, tcav_chart
 from ace.tasks.patches import highlight
+from ace.tasks.report import RunInfo
 from ace.tasks.stats import ConceptScore
 
 
@@ -10,7 +11,7 @@ def score(name, mean, significant, direction, layer="l"):
                         (mean,) * 3, direction, mean - 0.5, (mean - 0.6, mean - 0.4))
 
 
-RUN = PageRun("zebra <b>", 340, "m", ("l",), 50, 50, 0.98, 20, "two-sided", 0.01, "none", (("seed", "0"),))
+RUN = RunInfo("zebra <b>", 340, "m", ("l",), 20, 50, 50, 0.01, "none", 0.98, "two-sided", (("seed", "0"),))
 
 
 def test_class_page_orders_and_escapes():
