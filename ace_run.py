@@ -6,7 +6,7 @@ the Prefect flow; same as ``ace run ...``.
 
 import sys
 
-from ace.flows.cli import main
+from ace.flows.cli import exit_now, main
 
 if __name__ == "__main__":
-    sys.exit(main(["run", *sys.argv[1:]]))
+    exit_now(main(["run", *sys.argv[1:]]))

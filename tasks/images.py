@@ -21,6 +21,7 @@ from ace.storage.keys import content_key, file_digest
 from ace.storage.tables import ArrayTable, TableWriter
 from ace.tasks.caching import ace_task
 from ace.tasks.errors import ACEInputError
+from ace.tasks.threads import ordered_map
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
 
@@ -142,16 +143,18 @@ def scan_image_sets(folder: str | Path, name: str, counts: list[int], flag: str 
     given sizes (a set may come out smaller when the folder runs out)."""
     files = list_image_files(folder, flag)
     sets: list[ImageSet] = []
-    it = iter(files)
+    # each file is checked and hashed on a thread (decoding and sha256 release the GIL), in order
+    it = ordered_map(lambda p: (p, _usable(p) and file_digest(p)), files, os.cpu_count() or 1)
     for i, n in enumerate(counts):
-        chosen: list[Path] = []
-        for path in it:
-            if _usable(path):
-                chosen.append(path)
+        chosen: list[tuple[Path, str]] = []
+        for path, digest in it:
+            if digest:
+                chosen.append((path, digest))
                 if len(chosen) == n:
                     break
         set_name = name if i == 0 else f"{name}#{i}"
-        sets.append(ImageSet(set_name, tuple(str(p.resolve()) for p in chosen), tuple(file_digest(p) for p in chosen)))
+        sets.append(ImageSet(set_name, tuple(str(p.resolve()) for p, _ in chosen), tuple(d for _, d in chosen)))
+    it.close()
     return sets
 
 

@@ -126,30 +126,42 @@ def summary_text(info: RunInfo, scores: list[ConceptScore], baselines: dict[str,
     return "\n".join(lines) + "\n"
 
 
-def gallery(path: Path, rows: list[tuple[str, np.ndarray, np.ndarray]], n: int = 10) -> None:
-    """One row pair per concept: superpixels on top, images with the segment boundary below."""
-    import matplotlib
+GALLERY_TILE, GALLERY_GAP, GALLERY_TITLE = 112, 4, 20  # pixels
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, ValueError, OSError, ImportError):  # Pillow without FreeType: its bitmap font
+        return ImageFont.load_default()
+
+
+def gallery(path: Path, rows: list[tuple[str, list[np.ndarray], list[np.ndarray]]], n: int = 10) -> None:
+    """One row pair per concept under its title: superpixels on top, the segment in its image below
+    (tiles of ``GALLERY_TILE`` pixels on white), composed directly as one image."""
+    from PIL import ImageDraw
+
+    tile, gap, title = GALLERY_TILE, GALLERY_GAP, GALLERY_TITLE
+    width = n * tile + (n + 1) * gap
+    block = title + 2 * tile + 2 * gap
+    canvas = Image.new("RGB", (width, max(1, len(rows)) * block + gap), "white")
+    draw = ImageDraw.Draw(canvas)
+    font = _font(13)
     if not rows:
-        fig = plt.figure(figsize=(6, 1))
-        fig.text(0.5, 0.5, "no significant concept in this layer", ha="center", va="center")
-    else:
-        fig, axes = plt.subplots(2 * len(rows), n, figsize=(n * 1.1, 2.5 * len(rows)), squeeze=False)
-        fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.25 / len(rows), wspace=0.04, hspace=0.12)
-        for r, (title, sps, marked) in enumerate(rows):
-            for j in range(n):
-                for k, imgs in enumerate((sps, marked)):
-                    ax = axes[2 * r + k, j]
-                    ax.axis("off")
-                    if j < len(imgs):
-                        ax.imshow(imgs[j])
-            axes[2 * r, 0].set_title(title, loc="left", fontsize=9)
+        draw.text((gap, gap), "no significant concept in this layer", fill="black", font=font)
+    for r, (text, sps, marked) in enumerate(rows):
+        top = r * block + gap
+        draw.text((gap, top + 2), text, fill="black", font=font)
+        for k, imgs in enumerate((sps, marked)):
+            for j, img in enumerate(imgs[:n]):
+                im = Image.fromarray(to_uint8(np.asarray(img)))
+                if im.size != (tile, tile):
+                    im = im.resize((tile, tile), Image.Resampling.BILINEAR, reducing_gap=2.0)
+                canvas.paste(im, (gap + j * (tile + gap), top + title + k * (tile + gap)))
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
+        canvas.save(tmp, format="PNG", compress_level=1)
 
 
 def write_report(workdir: str, info: RunInfo, scores: list[ConceptScore], results: list[RandomSetScores],

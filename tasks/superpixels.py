@@ -9,13 +9,13 @@ images (sigma * side / 224): at 64 pixels a 1-pixel blur merges thin part edges 
 from __future__ import annotations
 
 import numpy as np
-from joblib import Parallel, delayed
 from skimage import color, filters, segmentation
 
 from ace.storage.tables import ArrayTable, TableWriter
 from ace.tasks.caching import ace_task
 from ace.tasks.errors import ACEInputError
 from ace.tasks.images import read_images
+from ace.tasks.threads import ordered_map
 
 METHODS: dict[str, list[dict]] = {
     "slic": [dict(n_segments=n, compactness=20.0, sigma=1.0) for n in (15, 50, 80)],
@@ -49,7 +49,8 @@ def superpixel_masks(image: np.ndarray, method: str = "slic", min_area: float = 
     """Kept segments of one image, coarse resolution first.
 
     A segment is kept if it covers more than ``min_area`` of the image and its Jaccard overlap with
-    every segment kept at coarser resolutions is <= ``max_jaccard``.
+    every segment kept at coarser resolutions is <= ``max_jaccard``. Overlaps are counted from the
+    joint histogram of two label maps (exact integer counts), never from per-segment masks.
 
     Returns:
         masks: (K, H, W) bool; levels: (K,) int, the resolution each mask came from.
@@ -57,34 +58,34 @@ def superpixel_masks(image: np.ndarray, method: str = "slic", min_area: float = 
     if method not in METHODS:
         raise ACEInputError(f"unknown superpixel method {method!r}: choose one of {', '.join(METHODS)}")
     h, w = image.shape[:2]
-    kept: list[np.ndarray] = []  # flattened float32 masks
+    coarser: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]] = []  # (labels, n labels, kept ids, areas)
+    masks: list[np.ndarray] = []
     levels: list[int] = []
     for level, params in enumerate(param_sets or METHODS[method]):
-        labels = segment(image, method, params).reshape(-1)
-        uniq, inverse = np.unique(labels, return_inverse=True)
-        onehot = np.zeros((len(uniq), h * w), np.float32)  # every label's mask, visited in label order
-        onehot[inverse.reshape(-1), np.arange(h * w)] = 1.0
-        area = onehot.sum(1)
+        _, labels = np.unique(segment(image, method, params), return_inverse=True)  # labels 0..n-1, in order
+        labels = labels.reshape(-1)
+        n = int(labels.max()) + 1
+        area = np.bincount(labels, minlength=n)
         ok = area > min_area * h * w
-        if kept:  # Jaccard overlap with every segment kept at coarser resolutions
-            prev = np.stack(kept)
-            inter = onehot @ prev.T
-            jaccard = inter / (area[:, None] + prev.sum(1)[None, :] - inter)
+        for prev, n_prev, ids, prev_area in coarser:
+            inter = np.bincount(labels * n_prev + prev, minlength=n * n_prev).reshape(n, n_prev)[:, ids]
+            jaccard = inter / (area[:, None] + prev_area[None, :] - inter)
             ok &= ~np.any(jaccard > max_jaccard, axis=1)
-        new = [onehot[i] for i in np.nonzero(ok)[0]]
-        kept.extend(new)
-        levels.extend([level] * len(new))
-    if not kept:
+        ids = np.nonzero(ok)[0]
+        if len(ids):
+            coarser.append((labels, n, ids, area[ids]))
+            masks.append(labels[None, :] == ids[:, None])
+            levels.extend([level] * len(ids))
+    if not masks:
         return np.zeros((0, h, w), bool), np.zeros(0, np.int64)
-    return np.stack(kept).reshape(-1, h, w).astype(bool), np.asarray(levels, np.int64)
+    return np.concatenate(masks).reshape(-1, h, w), np.asarray(levels, np.int64)
 
 
 def write_segments(images_path: str, method: str, out: str, n_jobs: int = 1) -> str:
     """Segment every image of an images table; write packed masks with their image index."""
     images = read_images(images_path)
     # streamed: each image's masks are packed and written as soon as they come (never all at once)
-    results = Parallel(n_jobs=n_jobs, return_as="generator")(delayed(superpixel_masks)(img, method) for img in images) \
-        if n_jobs != 1 else (superpixel_masks(img, method) for img in images)
+    results = ordered_map(lambda img: superpixel_masks(img, method), images, max(1, n_jobs))
     h, w = images.shape[1:3]
     with TableWriter(out, {"method": method, "height": h, "width": w}) as wr:
         for i, (masks, levels) in enumerate(results):

@@ -86,3 +86,50 @@ def test_patch_fill_and_crop():
     sp = make_superpixel(img, mask, 6, (0.0, 0.5, 1.0))
     assert (sp == 255).all()  # the bounding box is exactly the mask: no fill inside
     np.testing.assert_array_equal(fill_uint8((117 / 255,) * 3), [117, 117, 117])
+
+
+def dense_reference(image, method, min_area=0.001, max_jaccard=0.5):
+    """The straightforward algorithm: one float mask per label, Jaccard by matrix products."""
+    from ace.tasks.superpixels import segment
+
+    h, w = image.shape[:2]
+    kept, levels = [], []
+    for level, params in enumerate(METHODS[method]):
+        labels = segment(image, method, params)
+        for v in np.unique(labels):
+            m = (labels == v).reshape(-1).astype(float)
+            if m.sum() <= min_area * h * w:
+                continue
+            if kept:
+                prev = np.stack(kept)
+                inter = prev @ m
+                if np.any(inter / (prev.sum(1) + m.sum() - inter) > max_jaccard):
+                    continue
+            kept.append(m)
+            levels.append(level)
+    return np.stack(kept).reshape(-1, h, w).astype(bool), np.asarray(levels)
+
+
+@pytest.mark.parametrize("method", ["slic", "watershed", "felzenszwalb"])
+def test_masks_equal_the_dense_reference(method):
+    rng = np.random.default_rng(3)
+    img = np.clip(two_region_image(56, 56) + rng.integers(0, 60, (56, 56, 3)), 0, 255).astype(np.uint8)
+    img[10:30, 5:25] = (20, 200, 20)
+    masks, levels = superpixel_masks(img, method)
+    ref, ref_levels = dense_reference(img, method)
+    assert len(masks) > 3
+    np.testing.assert_array_equal(masks, ref)
+    np.testing.assert_array_equal(levels, ref_levels)
+
+
+def test_write_segments_threads_equal_serial(tmp_path):
+    rng = np.random.default_rng(4)
+    imgs = np.clip(two_region_image(40, 40)[None] + rng.integers(0, 80, (5, 40, 40, 3)), 0, 255).astype(np.uint8)
+    write_table(str(tmp_path / "imgs.parquet"), image=imgs)
+    for n in (1, 2):
+        write_segments(str(tmp_path / "imgs.parquet"), "slic", str(tmp_path / f"seg{n}.parquet"), n)
+    m1, i1 = read_masks(str(tmp_path / "seg1.parquet"))
+    m2, i2 = read_masks(str(tmp_path / "seg2.parquet"))
+    np.testing.assert_array_equal(m1, m2)
+    np.testing.assert_array_equal(i1, i2)
+    assert sorted(set(i1.tolist())) == [0, 1, 2, 3, 4]

@@ -1,0 +1,120 @@
+"""The Prefect API of one ``ace`` command when no ``PREFECT_API_URL`` is set.
+
+Prefect would start a temporary server itself, but only when the flow begins, after every import
+(about 4 s of server start-up plus 2-3 s of importing the server's code into the command's own
+process), and its shutdown errors reach the terminal. :class:`CommandServer` starts the same
+server (uvicorn with Prefect's app, ephemeral services, the profile's database) in a subprocess
+as the command's very first step, so it boots on another core while the command imports torch and
+checks its input; its output goes to a temporary file that is shown only if it fails to start.
+The command points Prefect at it with ``PREFECT_API_URL`` and stops it (by PID) when it ends.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from importlib.util import find_spec
+
+PORT_IN_USE = 3  # uvicorn's exit status when it cannot bind
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class CommandServer:
+    """A Prefect server for the lifetime of one command, on a free 127.0.0.1 port.
+
+    ``start()`` returns at once; ``wait()`` blocks until ``/api/health`` answers; ``stop()``
+    terminates the process (SIGTERM, then SIGKILL after 5 s) and is registered with ``atexit``.
+    """
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen | None = None
+        self.port = 0
+        self._log = None
+        self._ready = False
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def start(self) -> "CommandServer":
+        prefect_dir = find_spec("prefect").submodule_search_locations[0]
+        self.port = free_port()
+        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
+               "PREFECT__SERVER_FINAL": "1"}
+        env.pop("PREFECT_API_URL", None)
+        self._log = self._log or tempfile.TemporaryFile()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--app-dir", os.path.dirname(prefect_dir), "--factory",
+             "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
+             "--log-level", "error", "--lifespan", "on"],
+            env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
+        atexit.register(self.stop)
+        return self
+
+    def wait(self, timeout: float = 120.0) -> None:
+        """Block until the server answers; raise RuntimeError with its output if it cannot start."""
+        if self._ready:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code = self.process.poll()
+            if code == PORT_IN_USE:  # another process took the port meanwhile: try another
+                self.start()
+                continue
+            if code is not None:
+                break
+            try:
+                with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        self._ready = True
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                pass
+            time.sleep(0.05)
+        output = self.output()
+        self.stop()
+        raise RuntimeError(f"the local Prefect server did not start within {timeout:.0f} s"
+                           + (f"; its output:\n{output}" if output else ""))
+
+    def output(self, limit: int = 4000) -> str:
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")[-limit:]
+
+    def stop(self) -> None:
+        p, self.process = self.process, None
+        if p is not None and p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+def start_for_command(dask_address: str | None) -> CommandServer | None:
+    """Start a :class:`CommandServer` and point Prefect at it, unless Prefect already has an API
+    (``PREFECT_API_URL``, or Prefect already imported, e.g. a test harness), the command runs on
+    a Dask cluster (its workers may be on other machines), or ``ACE_LOCAL_SERVER=0``."""
+    if (os.environ.get("PREFECT_API_URL") or "prefect" in sys.modules or dask_address
+            or os.environ.get("ACE_LOCAL_SERVER", "1") == "0"):
+        return None
+    server = CommandServer().start()
+    os.environ["PREFECT_API_URL"] = server.api_url
+    return server
