@@ -183,8 +183,9 @@ def _explain(wd: WorkDir, target_class: str, source_dir: str, model_to_run: str,
     evaluation = ev_out if outputs_exist(ev_out) else None
     inputs = ReportInputs(tuple(cluster_paths.items()), spec.resize, evaluation, parameters)
     stamp = str(wd.report_stamp(target_class, wd.key(info, scores, tested, concepts, superpixels.key, grads, inputs)))
-    summary = fresh(report_task, stamp)(wd.root, info, tested, scores, concepts, discovery_images, superpixels,
-                                        grads[layers[0]], list(sets.discovery.files), fill_rgb, stamp, inputs)
+    report_out = [stamp, str(wd.target(target_class).summary_path)]  # a deleted report folder is written again
+    summary = fresh(report_task, report_out)(wd.root, info, tested, scores, concepts, discovery_images, superpixels,
+                                             grads[layers[0]], list(sets.discovery.files), fill_rgb, report_out, inputs)
     kept = sum(t.significant for t in tested)
     print(f"ACE found {kept} significant concepts of {len(tested)} for '{target_class}'. Report: {summary}")
     return summary

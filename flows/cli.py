@@ -238,6 +238,9 @@ def _checked_run(args: argparse.Namespace, server) -> int:
         load_labels(kwargs["labels_path"])  # a bad labels file fails every class: say so before starting
     except ACEInputError as e:
         return _error(str(e))
+    from ace.flows.server import adopt
+
+    server = adopt(server)
     quiet_console()
     if server is not None:
         try:

@@ -1,4 +1,4 @@
-"""The Prefect API of one ``ace`` command when no ``PREFECT_API_URL`` is set.
+"""The Prefect API of one ``ace`` command when no server is configured.
 
 Prefect would start a temporary server itself, but only when the flow begins, after every import
 (about 4 s of server start-up plus 2-3 s of importing the server's code into the command's own
@@ -6,7 +6,9 @@ process), and its shutdown errors reach the terminal. :class:`CommandServer` sta
 server (uvicorn with Prefect's app, ephemeral services, the profile's database) in a subprocess
 as the command's very first step, so it boots on another core while the command imports torch and
 checks its input; its output goes to a temporary file that is shown only if it fails to start.
-The command points Prefect at it with ``PREFECT_API_URL`` and stops it (by PID) when it ends.
+Once Prefect is imported, :func:`adopt` points it at that server with ``PREFECT_API_URL``, unless
+Prefect's settings (a profile, ``prefect.toml``) name a server: then that one is used. The command
+stops its server (by PID) when it ends.
 """
 
 from __future__ import annotations
@@ -109,12 +111,27 @@ class CommandServer:
 
 
 def start_for_command(dask_address: str | None) -> CommandServer | None:
-    """Start a :class:`CommandServer` and point Prefect at it, unless Prefect already has an API
-    (``PREFECT_API_URL``, or Prefect already imported, e.g. a test harness), the command runs on
-    a Dask cluster (its workers may be on other machines), or ``ACE_LOCAL_SERVER=0``."""
+    """Start a :class:`CommandServer` early, unless Prefect is already imported (a test harness or a
+    library caller: its own settings stand), ``PREFECT_API_URL`` is set, the command runs on a Dask
+    cluster (its workers may be on other machines), or ``ACE_LOCAL_SERVER=0``."""
     if (os.environ.get("PREFECT_API_URL") or "prefect" in sys.modules or dask_address
             or os.environ.get("ACE_LOCAL_SERVER", "1") == "0"):
         return None
-    server = CommandServer().start()
+    return CommandServer().start()
+
+
+def adopt(server: CommandServer | None) -> CommandServer | None:
+    """Point Prefect at ``server`` once Prefect is imported, unless its settings name a server of
+    their own (a profile, ``prefect.toml``, ``.env``): then that one is used and ``server`` is
+    stopped. Returns the server in use, or None."""
+    if server is None:
+        return None
+    from prefect.context import refresh_global_settings_context
+    from prefect.settings import get_current_settings
+
+    if get_current_settings().api.url:
+        server.stop()
+        return None
     os.environ["PREFECT_API_URL"] = server.api_url
+    refresh_global_settings_context()  # Prefect read its settings at import, before the URL was set
     return server

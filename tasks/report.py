@@ -307,17 +307,18 @@ def read_summary(summary_path: str) -> dict:
             "top_concept": f"{top['layer']}:{top['concept']} ({top['tcav_mean']:.2f})" if top else "-"}
 
 
-def read_stamp(out: str) -> str:
-    return json.loads(Path(out).read_text())["summary"]
+def read_stamp(out: list[str]) -> str:
+    return json.loads(Path(out[0]).read_text())["summary"]
 
 
 @ace_task("report", load=read_stamp)
 def report_task(workdir: str, info: RunInfo, scores: list[ConceptScore], results: list[RandomSetScores],
                 concepts_paths: dict, images_path: str, superpixels: Superpixels, grads_path: str,
-                image_names: list[str], fill: tuple[float, float, float], out: str,
+                image_names: list[str], fill: tuple[float, float, float], out: list[str],
                 inputs: ReportInputs = ReportInputs()) -> str:
+    """``out``: the stamp that marks the class folder current, and the summary the folder must hold."""
     summary = write_report(workdir, info, scores, results, concepts_paths, images_path, superpixels,
-                           grads_path, image_names, fill, out, inputs)
+                           grads_path, image_names, fill, out[0], inputs)
     publish_artifacts(info, scores, summary, WorkDir(workdir).target(info.target_class).page)
     return summary
 

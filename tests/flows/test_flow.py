@@ -92,6 +92,21 @@ def test_a_deleted_cache_file_is_recomputed_not_dangling(demo_run, monkeypatch):
     assert calls == ["write_segments"] and segments_path.exists()
 
 
+def test_a_deleted_report_folder_is_written_again(demo_run, monkeypatch):
+    import shutil
+
+    kwargs, summary = demo_run
+    before = summary.read_text()
+    folder = summary.parent.parent
+    pages = sorted(p.relative_to(folder) for p in folder.rglob("*") if p.is_file())
+    shutil.rmtree(folder)
+    calls = forbid(monkeypatch, allowed=("write_report",))
+    assert Path(run(**kwargs)) == summary
+    assert calls == ["write_report"]  # only the report: every computed result is reused
+    assert summary.read_text() == before
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*") if p.is_file()) == pages
+
+
 def test_bad_layer_fails_with_close_matches(demo_run):
     from ace.tasks.errors import ACEInputError
 

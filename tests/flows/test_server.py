@@ -61,3 +61,31 @@ def test_exit_now_runs_the_exit_hooks_as_the_interpreter_does(tmp_path):
     order = (tmp_path / "fast.txt").read_text().splitlines()
     assert order == (tmp_path / "normal.txt").read_text().splitlines()
     assert sorted(order) == ["atexit", "thread done", "thread hook"] and order[-1] == "atexit"
+
+
+def test_a_server_named_in_the_prefect_profile_is_used(prefect_server, demo_world, tmp_path):
+    """No PREFECT_API_URL in the environment, but the active profile names a server: the run goes
+    there (no server of the command's own)."""
+    from pathlib import Path
+
+    url = prefect_server["PREFECT_API_URL"]
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "profiles.toml").write_text(f'active = "team"\n\n[profiles.team]\nPREFECT_API_URL = "{url}"\n')
+    env = {k: v for k, v in prefect_server.items() if k != "PREFECT_API_URL"}
+    env.update(PREFECT_HOME=str(home), PREFECT_LOGGING_LEVEL="INFO")
+    wd = tmp_path / "wd"
+    root = Path(__file__).resolve().parents[2]
+    r = subprocess.run([sys.executable, str(root / "ace_run.py"), "--target_class", "disc_square", "--source_dir",
+                        str(demo_world), "--working_dir", str(wd), "--model_to_run", "ace_demo_cnn", "--labels_path",
+                        str(demo_world / "labels.txt"), "--feature_names", "block3", "--num_random_exp", "2",
+                        "--max_imgs", "6", "--min_imgs", "3", "--n_clusters", "3"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    req = urllib.request.Request(url + "/flow_runs/filter", data=b"{}", method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        runs = json.load(resp)
+    mine = [run for run in runs if run["parameters"].get("working_dir") == str(wd)]
+    assert len(mine) == 1 and mine[0]["state_type"] == "COMPLETED"
+    assert f"View at {url[:-len('/api')]}" in r.stderr  # Prefect links the run on that server
