@@ -89,3 +89,41 @@ def test_a_server_named_in_the_prefect_profile_is_used(prefect_server, demo_worl
     mine = [run for run in runs if run["parameters"].get("working_dir") == str(wd)]
     assert len(mine) == 1 and mine[0]["state_type"] == "COMPLETED"
     assert f"View at {url[:-len('/api')]}" in r.stderr  # Prefect links the run on that server
+
+
+def test_the_server_dies_with_a_killed_command(demo_world, tmp_path):
+    """kill -9 of the command alone (no exit hook runs): its server does not outlive it."""
+    import signal
+    import time
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(tmp_path / "home")
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, str(root / "ace_run.py"), "--target_class", "disc_square", "--source_dir",
+                             str(demo_world), "--working_dir", str(tmp_path / "wd"), "--model_to_run", "ace_demo_cnn",
+                             "--labels_path", str(demo_world / "labels.txt"), "--feature_names", "block3"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    deadline = time.monotonic() + 60
+    server_pid = None
+    while server_pid is None and time.monotonic() < deadline and proc.poll() is None:
+        pids = children.read_text().split()
+        for pid in pids:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if b"uvicorn" in cmdline:
+                server_pid = int(pid)
+        time.sleep(0.05)
+    assert server_pid is not None, "the command started no server"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{server_pid}").exists() and time.monotonic() < deadline:
+        state = Path(f"/proc/{server_pid}/stat").read_text().split()[2] if Path(f"/proc/{server_pid}").exists() else "X"
+        if state == "Z":  # exited, waiting for init to reap it
+            break
+        time.sleep(0.1)
+    alive = Path(f"/proc/{server_pid}").exists() and Path(f"/proc/{server_pid}/stat").read_text().split()[2] != "Z"
+    if alive:
+        os.kill(server_pid, signal.SIGKILL)
+    assert not alive, "the server outlived its command"
