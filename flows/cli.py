@@ -238,11 +238,12 @@ def _checked_run(args: argparse.Namespace, server) -> int:
         load_labels(kwargs["labels_path"])  # a bad labels file fails every class: say so before starting
     except ACEInputError as e:
         return _error(str(e))
-    from ace.flows.server import adopt
+    from ace.flows.server import adopt, import_while_booting
 
     server = adopt(server)
     quiet_console()
     if server is not None:
+        import_while_booting(server)
         try:
             server.wait()
         except RuntimeError as e:

@@ -101,6 +101,17 @@ class CommandServer:
         raise RuntimeError(f"the local Prefect server did not start within {timeout:.0f} s"
                            + (f"; its output:\n{output}" if output else ""))
 
+    def ready(self) -> bool:
+        """Whether the server answers now (never blocks for long)."""
+        if self._ready:
+            return True
+        try:
+            with urllib.request.urlopen(f"{self.api_url}/health", timeout=0.2) as r:
+                self._ready = r.status == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            pass
+        return self._ready
+
     def output(self, limit: int = 4000) -> str:
         if self._log is None:
             return ""
@@ -146,3 +157,25 @@ def adopt(server: CommandServer | None) -> CommandServer | None:
     os.environ["PREFECT_API_URL"] = server.api_url
     refresh_global_settings_context()  # Prefect read its settings at import, before the URL was set
     return server
+
+
+# what a run imports on its way, most needed first: imported while the server boots, they cost
+# nothing later (the flow module itself, SLIC, KMeans, the CAV solvers, the t-test)
+LATER_IMPORTS = ("ace.flows.ace_flow", "ace.flows.classes", "skimage.segmentation.slic_superpixels",
+                 "sklearn.cluster", "sklearn.metrics", "sklearn.svm", "sklearn.model_selection",
+                 "sklearn.linear_model", "scipy.stats")
+
+
+def import_while_booting(server: CommandServer | None, modules: tuple[str, ...] = LATER_IMPORTS) -> list[str]:
+    """Import ``modules`` in order until ``server`` answers (the main thread would only wait);
+    returns those imported here."""
+    import importlib
+
+    done = []
+    for name in modules:
+        if server is None or server.ready():
+            break
+        importlib.import_module(name)
+        done.append(name)
+    return done
+
