@@ -127,3 +127,23 @@ def test_the_server_dies_with_a_killed_command(demo_world, tmp_path):
     if alive:
         os.kill(server_pid, signal.SIGKILL)
     assert not alive, "the server outlived its command"
+
+
+def test_imports_while_booting_stop_when_the_server_answers():
+    from ace.flows.server import LATER_IMPORTS, import_while_booting
+
+    class Booting:
+        def __init__(self, answers_after: int):
+            self.calls, self.answers_after = 0, answers_after
+
+        def ready(self) -> bool:
+            self.calls += 1
+            return self.calls > self.answers_after
+
+    assert import_while_booting(Booting(2), ("json", "csv", "wave")) == ["json", "csv"]
+    assert import_while_booting(Booting(0), ("json",)) == []
+    assert import_while_booting(None) == []
+    assert LATER_IMPORTS[0] == "ace.flows.ace_flow"  # the module the command needs first
+    import importlib.util
+
+    assert all(importlib.util.find_spec(name) is not None for name in LATER_IMPORTS)
