@@ -65,7 +65,11 @@ def _fit_in_span(k_train, y_train, k_test, y_test, solver, seed, alpha, max_iter
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             clf.fit(z_tr, y_train)
-        return back @ clf.coef_[0], float(clf.intercept_[0]), float(clf.score(z_te, y_test))
+        # clf.score(z_te, y_test) without scikit-learn's input checks (most of a small fit's time):
+        # the same product, the same threshold and classes as LinearClassifierMixin.predict
+        decision = (z_te @ clf.coef_.T).ravel() + clf.intercept_
+        accuracy = float(np.mean(clf.classes_[(decision > 0).astype(int)] == y_test))
+        return back @ clf.coef_[0], float(clf.intercept_[0]), accuracy
     svm = SVC(kernel="precomputed", C=1.0 / (alpha * len(y_train)), tol=1e-6)
     svm.fit(k_train, y_train)
     coef = np.zeros(len(y_train))
@@ -101,8 +105,6 @@ def train_cav(concept: np.ndarray, random: np.ndarray, seed: int = 0, alpha: flo
         direction: (D,) float32 unit vector pointing toward the concept.
         accuracy: the classifier's accuracy on the held-out third.
     """
-    from sklearn.model_selection import train_test_split
-
     if solver not in CAV_SOLVERS:
         raise ValueError(f"--cav_solver must be one of {', '.join(CAV_SOLVERS)}, got {solver!r}")
     n = min(len(concept), len(random))
@@ -115,7 +117,7 @@ def train_cav(concept: np.ndarray, random: np.ndarray, seed: int = 0, alpha: flo
     gram[:n, :n], gram[:n, n:] = g_pp[:n, :n], g_pn[:n, :n]
     gram[n:, :n], gram[n:, n:] = gram[:n, n:].T, g_nn[:n, :n]
     y = np.concatenate([np.ones(n, np.int64), np.zeros(n, np.int64)])
-    tr, te = train_test_split(np.arange(2 * n), test_size=test_size, stratify=y, random_state=seed)
+    tr, te = _split(n, test_size, seed)
     coef, _, accuracy = fit_in_span(gram[np.ix_(tr, tr)], y[tr], gram[np.ix_(te, tr)], y[te], solver, seed, alpha,
                                     max_iter, tol)
     full = np.zeros(2 * n, np.float32)
@@ -124,6 +126,19 @@ def train_cav(concept: np.ndarray, random: np.ndarray, seed: int = 0, alpha: flo
     norm = np.linalg.norm(w)
     direction = (w / norm if norm > 0 else w).astype(np.float32)
     return direction, accuracy
+
+
+@functools.lru_cache(maxsize=64)
+def _split(n: int, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The seeded, stratified train/test split of ``n`` concept and ``n`` random rows: the same for
+    every CAV of a size, so it is computed once."""
+    from sklearn.model_selection import train_test_split
+
+    y = np.concatenate([np.ones(n, np.int64), np.zeros(n, np.int64)])
+    tr, te = train_test_split(np.arange(2 * n), test_size=test_size, stratify=y, random_state=seed)
+    tr.setflags(write=False)
+    te.setflags(write=False)
+    return tr, te
 
 
 def tcav_score(gradients: np.ndarray, direction: np.ndarray) -> float:
@@ -169,10 +184,13 @@ def _shared(path: str, column: str, by_concept: bool = False):
     if not by_concept:
         return values, values @ values.T if column == "act" else None
     which = np.asarray(t.read("concept"))
-    groups = [values[which == k] for k in range(int(which.max()) + 1 if len(which) else 0)]
-    for g in groups:
-        g.setflags(write=False)
-    return values, which, [g @ g.T for g in groups]
+    # rows of each concept: a slice (rows are written concept by concept), so its activations are a view
+    groups = []
+    for k in range(int(which.max()) + 1 if len(which) else 0):
+        idx = np.flatnonzero(which == k)
+        contiguous = len(idx) and idx[-1] - idx[0] + 1 == len(idx)
+        groups.append(slice(int(idx[0]), int(idx[-1]) + 1) if contiguous else idx)
+    return values, groups, [values[rows] @ values[rows].T for rows in groups]
 
 
 def score_random_set(concepts_path: str, concept_acts_path: str, random_discovery_acts: str, random_acts: str,
@@ -188,11 +206,13 @@ def score_random_set(concepts_path: str, concept_acts_path: str, random_discover
     rd, g_rd = _shared(random_discovery_acts, "act")
     positives = []
     if concepts:  # the concepts' own inner products are shared by every random set; the cross ones in one product
-        acts, which, g_own = _shared(concept_acts_path, "act", True)
+        acts, groups, g_own = _shared(concept_acts_path, "act", True)
         cross = acts @ neg.T
-        positives = [(c.name, acts[which == k], g_own[k], cross[which == k]) for k, c in enumerate(concepts)]
+        positives = [(c.name, acts[rows], g_own[k], cross[rows]) for k, (c, rows) in enumerate(zip(concepts, groups))]
     positives.append((RANDOM_DISCOVERY, rd, g_rd, rd @ neg.T))
-    # one CAV after another: each is a few small BLAS calls that already use every core
+
+    # one CAV after another: each is a few small BLAS calls that already use every core (threads
+    # were slower: a small SGD fit is mostly scikit-learn's Python, under the GIL)
     fitted = [train_cav(pos, neg, seed=seed, solver=solver, grams=(g_pp, g_pn, g_nn)) for _, pos, g_pp, g_pn in positives]
     names = [p[0] for p in positives]
     dirs = [d for d, _ in fitted]
