@@ -33,14 +33,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent() -> None:
-    """In the server's process, before it runs: the kernel sends it SIGTERM when the command dies
-    (even by SIGKILL, when no exit hook runs), so no server is left behind."""
+# run as the server's process: on Linux the kernel sends it SIGTERM when the command dies (even by
+# SIGKILL, when no exit hook runs), so no server is left behind; then uvicorn runs as `-m uvicorn`.
+# (Set in the child itself, not by a preexec_fn: forking with a Python callable is unsafe once
+# the command has threads.)
+SERVER_MAIN = """
+import os, runpy, signal, sys
+parent = int(sys.argv.pop(1))
+if sys.platform == "linux":
     import ctypes
-    import signal
-
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the command died before prctl took effect
+        sys.exit(0)
+sys.argv[0] = "uvicorn"
+runpy.run_module("uvicorn", run_name="__main__", alter_sys=True)
+"""
 
 
 class CommandServer:
@@ -68,11 +75,10 @@ class CommandServer:
         env.pop("PREFECT_API_URL", None)
         self._log = self._log or tempfile.TemporaryFile()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--app-dir", os.path.dirname(prefect_dir), "--factory",
-             "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
+            [sys.executable, "-c", SERVER_MAIN, str(os.getpid()), "--app-dir", os.path.dirname(prefect_dir),
+             "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
              "--log-level", "error", "--lifespan", "on"],
-            env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+            env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
         atexit.register(self.stop)
         return self
 

@@ -111,7 +111,7 @@ def test_the_server_dies_with_a_killed_command(demo_world, tmp_path):
         pids = children.read_text().split()
         for pid in pids:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            if b"uvicorn" in cmdline:
+            if b"prefect.server.api.server:create_app" in cmdline:
                 server_pid = int(pid)
         time.sleep(0.05)
     assert server_pid is not None, "the command started no server"
