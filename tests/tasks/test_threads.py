@@ -5,11 +5,6 @@ from ace.tasks.threads import ordered_map
 
 
 def test_ordered_map_keeps_order_and_runs_at_most_two_per_worker_ahead():
-    import threading
-    import time
-
-    from ace.tasks.threads import ordered_map
-
     started, lock = [], threading.Lock()
 
     def work(x):
