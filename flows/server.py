@@ -62,6 +62,7 @@ class CommandServer:
         self.port = 0
         self._log = None
         self._ready = False
+        atexit.register(self.stop)
 
     @property
     def api_url(self) -> str:
@@ -79,7 +80,6 @@ class CommandServer:
              "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
              "--log-level", "error", "--lifespan", "on"],
             env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
-        atexit.register(self.stop)
         return self
 
     def wait(self, timeout: float = 120.0) -> None:
@@ -94,25 +94,20 @@ class CommandServer:
                 continue
             if code is not None:
                 break
-            try:
-                with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        self._ready = True
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-                pass
+            if self.ready(timeout=2):
+                return
             time.sleep(0.05)
         output = self.output()
         self.stop()
         raise RuntimeError(f"the local Prefect server did not start within {timeout:.0f} s"
                            + (f"; its output:\n{output}" if output else ""))
 
-    def ready(self) -> bool:
-        """Whether the server answers now (never blocks for long)."""
+    def ready(self, timeout: float = 0.2) -> bool:
+        """Whether the server answers ``/api/health`` now (blocks at most ``timeout`` seconds)."""
         if self._ready:
             return True
         try:
-            with urllib.request.urlopen(f"{self.api_url}/health", timeout=0.2) as r:
+            with urllib.request.urlopen(f"{self.api_url}/health", timeout=timeout) as r:
                 self._ready = r.status == 200
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
             pass
@@ -184,4 +179,3 @@ def import_while_booting(server: CommandServer | None, modules: tuple[str, ...] 
         importlib.import_module(name)
         done.append(name)
     return done
-

@@ -116,8 +116,7 @@ def train_cav(concept: np.ndarray, random: np.ndarray, seed: int = 0, alpha: flo
     gram = np.empty((2 * n, 2 * n))
     gram[:n, :n], gram[:n, n:] = g_pp[:n, :n], g_pn[:n, :n]
     gram[n:, :n], gram[n:, n:] = gram[:n, n:].T, g_nn[:n, :n]
-    y = np.concatenate([np.ones(n, np.int64), np.zeros(n, np.int64)])
-    tr, te = _split(n, test_size, seed)
+    y, tr, te = _split(n, test_size, seed)
     coef, _, accuracy = fit_in_span(gram[np.ix_(tr, tr)], y[tr], gram[np.ix_(te, tr)], y[te], solver, seed, alpha,
                                     max_iter, tol)
     full = np.zeros(2 * n, np.float32)
@@ -129,16 +128,16 @@ def train_cav(concept: np.ndarray, random: np.ndarray, seed: int = 0, alpha: flo
 
 
 @functools.lru_cache(maxsize=64)
-def _split(n: int, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The seeded, stratified train/test split of ``n`` concept and ``n`` random rows: the same for
-    every CAV of a size, so it is computed once."""
+def _split(n: int, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels (``n`` concept rows, then ``n`` random rows) and their seeded, stratified train/test
+    split: the same for every CAV of a size, so they are computed once (read-only)."""
     from sklearn.model_selection import train_test_split
 
     y = np.concatenate([np.ones(n, np.int64), np.zeros(n, np.int64)])
     tr, te = train_test_split(np.arange(2 * n), test_size=test_size, stratify=y, random_state=seed)
-    tr.setflags(write=False)
-    te.setflags(write=False)
-    return tr, te
+    for a in (y, tr, te):
+        a.setflags(write=False)
+    return y, tr, te
 
 
 def tcav_score(gradients: np.ndarray, direction: np.ndarray) -> float:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from ace.flows.server import free_port  # also imported by tests/browser.py
+
 _RESULTS = tempfile.mkdtemp(prefix="ace_prefect_results_")
 os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = _RESULTS
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -35,14 +37,6 @@ def zebra_or_skip() -> Path:
     if not SHARED_ZEBRA.is_dir():
         pytest.skip(f"real photos not found at {SHARED_ZEBRA} (the team's shared data; absent outside its machines)")
     return SHARED_ZEBRA
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stop(proc, timeout: float = 15) -> None:
