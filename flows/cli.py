@@ -238,12 +238,13 @@ def _checked_run(args: argparse.Namespace, server) -> int:
         load_labels(kwargs["labels_path"])  # a bad labels file fails every class: say so before starting
     except ACEInputError as e:
         return _error(str(e))
-    from ace.flows.server import adopt, import_while_booting
+    from ace.flows.server import adopt, import_while_booting, later_imports
+    from ace.tasks.weights import model_modules
 
     server = adopt(server)
     quiet_console()
     if server is not None:
-        import_while_booting(server)
+        import_while_booting(server, later_imports(model_modules(kwargs["model_to_run"])))
         try:
             server.wait()
         except RuntimeError as e:

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -53,15 +54,16 @@ runpy.run_module("uvicorn", run_name="__main__", alter_sys=True)
 class CommandServer:
     """A Prefect server for the lifetime of one command, on a free 127.0.0.1 port.
 
-    ``start()`` returns at once; ``wait()`` blocks until ``/api/health`` answers; ``stop()``
-    terminates the process (SIGTERM, then SIGKILL after 5 s) and is registered with ``atexit``.
+    ``start()`` returns at once (a thread watches the server boot); ``wait()`` blocks until its API
+    answers; ``stop()`` terminates the process (SIGTERM, then SIGKILL after 5 s) and is registered
+    with ``atexit``.
     """
 
     def __init__(self) -> None:
         self.process: subprocess.Popen | None = None
         self.port = 0
         self._log = None
-        self._ready = False
+        self._ready = threading.Event()
         atexit.register(self.stop)
 
     @property
@@ -80,38 +82,30 @@ class CommandServer:
              "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
              "--log-level", "error", "--lifespan", "on"],
             env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
+        self._ready = threading.Event()
+        threading.Thread(target=_watch, args=(self.process, self.api_url, self._ready), daemon=True,
+                         name="ace-server-watch").start()
         return self
 
     def wait(self, timeout: float = 120.0) -> None:
         """Block until the server answers; raise RuntimeError with its output if it cannot start."""
-        if self._ready:
-            return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            code = self.process.poll()
+            if self._ready.wait(0.05):
+                return
+            code = self.process.poll() if self.process is not None else -1
             if code == PORT_IN_USE:  # another process took the port meanwhile: try another
                 self.start()
-                continue
-            if code is not None:
+            elif code is not None:
                 break
-            if self.ready(timeout=2):
-                return
-            time.sleep(0.05)
         output = self.output()
         self.stop()
         raise RuntimeError(f"the local Prefect server did not start within {timeout:.0f} s"
                            + (f"; its output:\n{output}" if output else ""))
 
-    def ready(self, timeout: float = 0.2) -> bool:
-        """Whether the server answers ``/api/health`` now (blocks at most ``timeout`` seconds)."""
-        if self._ready:
-            return True
-        try:
-            with urllib.request.urlopen(f"{self.api_url}/health", timeout=timeout) as r:
-                self._ready = r.status == 200
-        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-            pass
-        return self._ready
+    def ready(self) -> bool:
+        """Whether the server answers its API now (never blocks)."""
+        return self._ready.is_set()
 
     def output(self, limit: int = 4000) -> str:
         if self._log is None:
@@ -131,6 +125,22 @@ class CommandServer:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+def _watch(process: subprocess.Popen, api_url: str, ready: threading.Event) -> None:
+    """Set ``ready`` once the server at ``api_url`` answers ``/health`` and then its first API call
+    (``/admin/version``, which Prefect's client makes first and which takes the server 0.3 s):
+    made here, that call overlaps the command's own work instead of delaying its flow."""
+    while process.poll() is None:
+        try:
+            for path, timeout in (("health", 1), ("admin/version", 30)):
+                with urllib.request.urlopen(f"{api_url}/{path}", timeout=timeout) as r:
+                    if r.status != 200:
+                        raise ConnectionError(r.status)
+            ready.set()
+            return
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            time.sleep(0.05)
 
 
 def start_for_command(dask_address: str | None) -> CommandServer | None:
@@ -161,21 +171,31 @@ def adopt(server: CommandServer | None) -> CommandServer | None:
 
 
 # what a run imports on its way, most needed first: imported while the server boots, they cost
-# nothing later (the flow module itself, SLIC, KMeans, the CAV solvers, the t-test)
-LATER_IMPORTS = ("ace.flows.ace_flow", "ace.flows.classes", "skimage.segmentation.slic_superpixels",
-                 "sklearn.cluster", "sklearn.metrics", "sklearn.svm", "sklearn.model_selection",
-                 "sklearn.linear_model", "scipy.stats")
+# nothing later (the flow module itself, then the model's own package, SLIC, KMeans, the CAV
+# solvers, the t-test)
+FLOW_IMPORTS = ("ace.flows.ace_flow", "ace.flows.classes", "prefect.utilities.visualization")
+STEP_IMPORTS = ("skimage.segmentation.slic_superpixels", "sklearn.cluster", "sklearn.metrics", "sklearn.svm",
+                "sklearn.model_selection", "sklearn.linear_model", "scipy.stats")
+LATER_IMPORTS = FLOW_IMPORTS + STEP_IMPORTS
+
+
+def later_imports(model_modules: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """:data:`LATER_IMPORTS` with the modules that build the run's model (torchvision: 1.5-2 s)."""
+    return FLOW_IMPORTS + tuple(model_modules) + STEP_IMPORTS
 
 
 def import_while_booting(server: CommandServer | None, modules: tuple[str, ...] = LATER_IMPORTS) -> list[str]:
     """Import ``modules`` in order until ``server`` answers (the main thread would only wait);
-    returns those imported here."""
+    returns those imported here. One that is not installed is left for the run to report."""
     import importlib
 
     done = []
     for name in modules:
         if server is None or server.ready():
             break
-        importlib.import_module(name)
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            continue
         done.append(name)
     return done

@@ -17,6 +17,7 @@ full activation the CAVs are trained on is stored as computed (the same layout a
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import torch
@@ -28,11 +29,10 @@ MAX_PREFIX_TOKENS = 8  # class and register/distillation tokens before the patch
 
 
 def _channels_last_model(model) -> bool:
-    try:
-        from torchvision.models.swin_transformer import SwinTransformer
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(model, SwinTransformer)
+    # a Swin model's module is imported before it exists: no need to import torchvision (1.5-2 s,
+    # it loads torch._dynamo) for the models that do not use it
+    swin = sys.modules.get("torchvision.models.swin_transformer")
+    return swin is not None and isinstance(model, swin.SwinTransformer)
 
 
 def detect_layout(shape: tuple[int, ...], model=None, requested: str = "auto", layer: str = "") -> str:

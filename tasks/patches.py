@@ -18,11 +18,9 @@ def fill_uint8(fill: tuple[float, float, float]) -> np.ndarray:
 
 
 def make_patch(image: np.ndarray, mask: np.ndarray, fill: tuple[float, float, float]) -> np.ndarray:
-    """The whole image with every pixel outside ``mask`` set to ``fill`` (uint8)."""
-    out = np.empty_like(image)
-    out[...] = fill_uint8(fill)
-    out[mask] = image[mask]
-    return out
+    """The whole image with every pixel outside ``mask`` set to ``fill`` (uint8); a batch of images
+    and masks works the same."""
+    return np.where(mask[..., None], image, fill_uint8(fill)).astype(image.dtype, copy=False)
 
 
 def make_superpixel(image: np.ndarray, mask: np.ndarray, size: int, fill: tuple[float, float, float]) -> np.ndarray:
@@ -39,9 +37,15 @@ def highlight(image: np.ndarray, mask: np.ndarray, colour=(255, 214, 0)) -> np.n
     from scipy.ndimage import binary_dilation
 
     img = np.asarray(image)
-    out = img.copy()
-    out[~mask] = (img[~mask].astype(np.uint16) * 3 // 10).astype(np.uint8)
+    out = np.where(mask[..., None], img, (img.astype(np.uint16) * 3 // 10).astype(np.uint8))
+    rows, cols = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
+    if not len(rows):
+        return out
+    # the outline lies within ``width`` pixels of the segment: dilate only its bounding box grown by that
     width = max(2, round(max(mask.shape) / 80))
-    ring = binary_dilation(mask, iterations=width) & ~mask
-    out[ring] = colour
+    r1, r2 = max(0, rows[0] - width), min(mask.shape[0], rows[-1] + 1 + width)
+    c1, c2 = max(0, cols[0] - width), min(mask.shape[1], cols[-1] + 1 + width)
+    box = mask[r1:r2, c1:c2]
+    ring = binary_dilation(box, iterations=width) & ~box
+    out[r1:r2, c1:c2][ring] = colour
     return out

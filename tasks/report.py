@@ -36,7 +36,7 @@ import numpy as np
 from PIL import Image
 from prefect.artifacts import create_markdown_artifact
 
-from ace.storage.atomic import atomic_dir, atomic_path, file_lock, mkdirs, write_text
+from ace.storage.atomic import atomic_dir, file_lock, mkdirs, write_text
 from ace.storage.layout import ClassDir, WorkDir, concept_folder, safe_name
 from ace.tasks.caching import ace_task
 from ace.tasks.cluster import read_concepts
@@ -45,27 +45,12 @@ from ace.tasks.images import read_images
 from ace.tasks.evaluate import summary_lines as evaluation_lines
 from ace.tasks.groundtruth import summary_lines as ground_truth_lines
 from ace.tasks.html import ConceptView, class_page, index_page
-from ace.tasks.patches import highlight, make_patch
+from ace.tasks.patches import highlight, make_patch, make_superpixel
+from ace.tasks.png import save_png, to_uint8
 from ace.tasks.sources import Superpixels
 from ace.tasks.cav import RandomSetScores
 from ace.tasks.stats import ConceptScore, random_baseline
-from ace.tasks.superpixels import read_masks
-
-
-def to_uint8(x: np.ndarray) -> np.ndarray:
-    """[0, 1] floats to uint8 by 255 and clipping (the original's ``x * 256`` wrapped 1.0 to 0)."""
-    if x.dtype == np.uint8:
-        return x
-    return np.clip(np.round(np.asarray(x, np.float64) * 255.0), 0, 255).astype(np.uint8)
-
-
-def save_png(path: Path, array: np.ndarray, atomic: bool = True) -> None:
-    """Write a PNG; ``atomic=False`` inside a folder that is itself swapped in whole."""
-    if not atomic:
-        Image.fromarray(to_uint8(array)).save(path, format="PNG", compress_level=1)
-        return
-    with atomic_path(path) as tmp:
-        Image.fromarray(to_uint8(array)).save(tmp, format="PNG", compress_level=1)
+from ace.tasks.superpixels import PackedMasks
 
 
 @dataclass(frozen=True)
@@ -138,9 +123,17 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def gallery(path: Path, rows: list[tuple[str, list[np.ndarray], list[np.ndarray]]], n: int = 10) -> None:
+def gallery_tile(img: np.ndarray) -> Image.Image:
+    """An image as a gallery tile (``GALLERY_TILE`` pixels square)."""
+    im = Image.fromarray(to_uint8(np.asarray(img)))
+    if im.size != (GALLERY_TILE, GALLERY_TILE):
+        im = im.resize((GALLERY_TILE, GALLERY_TILE), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return im
+
+
+def gallery(path: Path, rows: list[tuple[str, list, list]], n: int = 10) -> None:
     """One row pair per concept under its title: superpixels on top, the segment in its image below
-    (tiles of ``GALLERY_TILE`` pixels on white), composed directly as one image."""
+    (tiles of ``GALLERY_TILE`` pixels on white, arrays or ready tiles), composed directly as one image."""
     from PIL import ImageDraw
 
     tile, gap, title = GALLERY_TILE, GALLERY_GAP, GALLERY_TITLE
@@ -156,12 +149,9 @@ def gallery(path: Path, rows: list[tuple[str, list[np.ndarray], list[np.ndarray]
         draw.text((gap, top + 2), text, fill="black", font=font)
         for k, imgs in enumerate((sps, marked)):
             for j, img in enumerate(imgs[:n]):
-                im = Image.fromarray(to_uint8(np.asarray(img)))
-                if im.size != (tile, tile):
-                    im = im.resize((tile, tile), Image.Resampling.BILINEAR, reducing_gap=2.0)
+                im = img if isinstance(img, Image.Image) and img.size == (tile, tile) else gallery_tile(img)
                 canvas.paste(im, (gap + j * (tile + gap), top + title + k * (tile + gap)))
-    with atomic_path(path) as tmp:
-        canvas.save(tmp, format="PNG", compress_level=1)
+    save_png(path, np.asarray(canvas))
 
 
 def write_report(workdir: str, info: RunInfo, scores: list[ConceptScore], results: list[RandomSetScores],
@@ -195,40 +185,39 @@ def _write_class_folder(target: ClassDir, info: RunInfo, scores: list[ConceptSco
                         image_names: list[str], fill: tuple[float, float, float], blocks: dict) -> None:
     images = read_images(images_path)
     img_dir = target.concept_dir / "images"
-    for i, (img, name) in enumerate(zip(images, image_names)):
-        save_png(img_dir / f"{i:03d}_{safe_name(Path(name).stem)}.png", img)
+    mkdirs(img_dir)
     by_name = {(s.layer, s.concept): s for s in scores}
     # significant concepts, highest mean TCAV first
     kept = {layer: sorted((c for c in read_concepts(concepts_paths[layer])
                            if (layer, c.name) in by_name and by_name[(layer, c.name)].significant),
                           key=lambda c: -by_name[(layer, c.name)].tcav_mean) for layer in info.layers}
-    # one concept at a time (bounded memory); PNGs are encoded on two threads (zlib releases the GIL)
+    # the masks of every example, read in one pass; each example's superpixel, patch and (first 10)
+    # "where" image are made and encoded on two threads (numpy, Pillow's resize and zlib release the GIL)
+    examples = sorted({i for layer in info.layers for c in kept[layer] for i in c.examples})
+    packed = PackedMasks(superpixels.segments_path, examples)
     views, galleries = [], {}
     with ThreadPoolExecutor(max_workers=2) as pool:
-        writes = []
+        writes = [pool.submit(save_png, img_dir / f"{i:03d}_{safe_name(Path(name).stem)}.png", img, False)
+                  for i, (img, name) in enumerate(zip(images, image_names))]
         for layer in info.layers:
             gallery_rows = []
             for c in kept[layer]:
                 s = by_name[(layer, c.name)]
-                masks, idx = read_masks(superpixels.segments_path, list(c.examples))
-                sps = superpixels.rows(list(c.examples), images)
                 d = target.concept_dir / concept_folder(layer, c.name)
                 for sub in ("superpixels", "patches", "where"):
                     mkdirs(d / sub)
+                idx = packed.image_index(c.examples)
                 stems = [f"{k:03d}_{i:03d}" for k, i in enumerate(idx)]
-                for stem, sp, m, i in zip(stems, sps, masks, idx):
-                    writes.append(pool.submit(save_png, d / "superpixels" / f"{stem}.png", sp, False))
-                    writes.append(pool.submit(save_png, d / "patches" / f"{stem}.png", make_patch(images[i], m, fill),
-                                              False))
-                marked = [highlight(images[i], m) for m, i in zip(masks[:10], idx[:10])]
-                for stem, w in zip(stems, marked):
-                    writes.append(pool.submit(save_png, d / "where" / f"{stem}.png", w, False))
+                shown = [pool.submit(_write_example, d, stem, images[i], packed, row, superpixels, fill, k < 10)
+                         for k, (stem, i, row) in enumerate(zip(stems, idx, c.examples))]
+                writes += shown[10:]
                 rel = d.relative_to(target.path).as_posix()
                 views.append(ConceptView(s, c.size, c.n_images, tuple(f"{rel}/superpixels/{t}.png" for t in stems[:10]),
                                          tuple(f"{rel}/where/{t}.png" for t in stems[:10])))
                 gallery_rows.append((f"{c.name}  TCAV {s.tcav_mean:.2f}±{s.tcav_std:.2f}  p={s.p_value:.1e}",
-                                     sps[:10], marked))
-            gallery(target.results_dir / f"{safe_name(layer)}.png", gallery_rows)
+                                     shown[:10]))
+            gallery(target.results_dir / f"{safe_name(layer)}.png",
+                    [(title, *zip(*(f.result() for f in fs))) if fs else (title, [], []) for title, fs in gallery_rows])
             galleries[layer] = f"results/{safe_name(layer)}.png"
         for w in writes:
             w.result()  # a failed write fails the report
@@ -244,6 +233,21 @@ def _write_class_folder(target: ClassDir, info: RunInfo, scores: list[ConceptSco
     write_text(target.summary_json, json.dumps({"run": asdict(info), "concepts": [asdict(s) for s in scores],
                                                 "random_discovery": baselines,
                                                 "concept_examples": examples, **blocks}, indent=1))
+
+
+def _write_example(folder: Path, stem: str, image: np.ndarray, packed: PackedMasks, row: int,
+                   superpixels: Superpixels, fill: tuple[float, float, float], where: bool):
+    """One concept example's ``superpixels/``, ``patches/`` and (``where``) ``where/`` PNGs; returns the
+    superpixel and "where" images of a shown example (for the gallery)."""
+    mask = packed.mask(row)
+    sp = make_superpixel(image, mask, superpixels.size, superpixels.fill)
+    save_png(folder / "superpixels" / f"{stem}.png", sp, False)
+    save_png(folder / "patches" / f"{stem}.png", make_patch(image, mask, fill), False)
+    if not where:
+        return None
+    marked = highlight(image, mask)
+    save_png(folder / "where" / f"{stem}.png", marked, False)
+    return gallery_tile(sp), gallery_tile(marked)
 
 
 def extra_blocks(info: RunInfo, scores: list[ConceptScore], concepts_paths: dict[str, str], superpixels: Superpixels,

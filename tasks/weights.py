@@ -148,6 +148,15 @@ def _hub_model(name: str, path: str | None) -> tuple[nn.Module, dict]:
     return model, {"input_size": 224, "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
 
 
+def model_modules(name: str) -> tuple[str, ...]:
+    """The modules that building ``--model_to_run`` ``name`` imports (to import them early)."""
+    if name == "efficientnet_lite0":
+        return ("efficientnet_lite_pytorch",)
+    if name in SPECIAL_MODELS or name.startswith("hub:") or Path(name).is_file():
+        return ()
+    return ("torchvision",)
+
+
 def build_model(name: str, path: str | None = None) -> tuple[nn.Module, dict]:
     """The model (eval mode, CPU) and its preprocessing dict for ``--model_to_run`` ``name``."""
     if name == "efficientnet_lite0":

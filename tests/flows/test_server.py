@@ -15,7 +15,9 @@ def test_command_server_answers_and_stops(tmp_path, monkeypatch):
     monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     server = CommandServer().start()
     try:
+        assert not server.ready()  # booting takes seconds; ready() never blocks
         server.wait(timeout=120)
+        assert server.ready()
         with urllib.request.urlopen(f"{server.api_url}/health", timeout=5) as r:
             assert r.status == 200 and json.loads(r.read()) is True
         assert server.api_url.startswith("http://127.0.0.1:")
@@ -25,6 +27,20 @@ def test_command_server_answers_and_stops(tmp_path, monkeypatch):
     assert process.poll() is not None  # stopped by its PID, nothing left running
     assert server.process is None
     server.stop()  # twice is harmless
+
+
+def test_a_server_that_cannot_start_is_reported_with_its_output(monkeypatch):
+    import ace.flows.server as server_module
+
+    monkeypatch.setattr(server_module, "SERVER_MAIN", "import sys; print('no database here'); sys.exit(1)")
+    server = CommandServer().start()
+    try:
+        server.wait(timeout=60)
+    except RuntimeError as e:
+        assert "did not start" in str(e) and "no database here" in str(e)
+    else:
+        raise AssertionError("wait() returned for a server that exited")
+    assert server.process is None and not server.ready()
 
 
 def test_no_command_server_where_prefect_already_has_an_api(monkeypatch):
@@ -143,7 +159,20 @@ def test_imports_while_booting_stop_when_the_server_answers():
     assert import_while_booting(Booting(2), ("json", "csv", "wave")) == ["json", "csv"]
     assert import_while_booting(Booting(0), ("json",)) == []
     assert import_while_booting(None) == []
+    assert import_while_booting(Booting(9), ("json", "no_such_module_ace", "csv")) == ["json", "csv"]
     assert LATER_IMPORTS[0] == "ace.flows.ace_flow"  # the module the command needs first
     import importlib.util
 
     assert all(importlib.util.find_spec(name) is not None for name in LATER_IMPORTS)
+
+
+def test_the_model_package_is_imported_while_booting_right_after_the_flow():
+    from ace.flows.server import FLOW_IMPORTS, LATER_IMPORTS, later_imports
+    from ace.tasks.weights import model_modules
+
+    assert model_modules("resnet18") == ("torchvision",)
+    assert model_modules("efficientnet_lite0") == ("efficientnet_lite_pytorch",)
+    assert model_modules("ace_demo_cnn") == ()
+    order = later_imports(model_modules("resnet18"))
+    assert order[:len(FLOW_IMPORTS) + 1] == (*FLOW_IMPORTS, "torchvision")
+    assert sorted(order) == sorted((*LATER_IMPORTS, "torchvision"))

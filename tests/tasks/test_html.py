@@ -54,3 +54,28 @@ def test_highlight_dims_outside_and_outlines():
     assert tuple(out[0, 0]) == (60, 60, 60)  # the rest dimmed to 30%
     assert tuple(out[9, 15]) == (255, 214, 0) and tuple(out[8, 15]) == (255, 214, 0)  # a 2-pixel outline
     assert tuple(out[7, 15]) == (60, 60, 60)
+
+
+def _highlight_reference(image, mask, colour=(255, 214, 0)):
+    """The dense version: every pixel dimmed by boolean indexing, the whole mask dilated."""
+    from scipy.ndimage import binary_dilation
+
+    out = image.copy()
+    out[~mask] = (image[~mask].astype(np.uint16) * 3 // 10).astype(np.uint8)
+    width = max(2, round(max(mask.shape) / 80))
+    out[binary_dilation(mask, iterations=width) & ~mask] = colour
+    return out
+
+
+def test_highlight_equals_the_dense_reference_at_edges_and_for_odd_shapes():
+    from scipy.ndimage import binary_opening
+
+    rng = np.random.default_rng(3)
+    for shape in [(224, 224), (90, 160), (17, 5)]:
+        img = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+        for _ in range(6):
+            mask = binary_opening(rng.random(shape) > 0.6) | (rng.random(shape) > 0.995)
+            mask[: rng.integers(0, 3)] = True  # touching the top edge, sometimes
+            assert np.array_equal(highlight(img, mask), _highlight_reference(img, mask))
+        empty = np.zeros(shape, bool)
+        assert np.array_equal(highlight(img, empty), _highlight_reference(img, empty))

@@ -80,3 +80,18 @@ def test_transformers_embed_channels(tmp_path, name, layer, channels, layout):
     for path in (crop, pooled):
         mean = np.asarray(ArrayTable(str(path)).read("mean"))
         assert mean.shape == (len(sp), channels) and np.isfinite(mean).all() and mean.std() > 0
+
+
+def test_resolving_a_model_outside_torchvision_does_not_import_torchvision(tmp_path):
+    """torchvision costs 1.5-2 s to import (it loads torch._dynamo): the demo CNN's run never needs it."""
+    import subprocess
+    import sys
+
+    from ace.tasks.demo import CLASS_NAMES, DEMO_CLASS, DEMO_LAYER
+
+    (tmp_path / "labels.txt").write_text("\n".join(CLASS_NAMES) + "\n")
+    code = ("import sys\nfrom ace.tasks.models import resolve\n"
+            f"r = resolve('ace_demo_cnn', None, {str(tmp_path / 'labels.txt')!r}, {DEMO_CLASS!r}, [{DEMO_LAYER!r}])\n"
+            "print(r.spec.layouts, 'torchvision' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("'nchw'),) False"), out

@@ -133,3 +133,16 @@ def test_write_segments_threads_equal_serial(tmp_path):
     np.testing.assert_array_equal(m1, m2)
     np.testing.assert_array_equal(i1, i2)
     assert sorted(set(i1.tolist())) == [0, 1, 2, 3, 4]
+
+
+def test_make_patch_equals_boolean_indexing_for_images_and_batches():
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, (3, 9, 7, 3), dtype=np.uint8)
+    masks = rng.random((3, 9, 7)) > 0.5
+    fill = (0.1, 0.5, 0.9)
+    expect = np.empty_like(imgs)
+    expect[...] = fill_uint8(fill)
+    expect[masks] = imgs[masks]
+    assert np.array_equal(make_patch(imgs, masks, fill), expect)
+    assert make_patch(imgs[1], masks[1], fill).dtype == np.uint8
+    assert np.array_equal(make_patch(imgs[1], masks[1], fill), expect[1])
