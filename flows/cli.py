@@ -250,7 +250,10 @@ def _checked_run(args: argparse.Namespace, server) -> int:
         except RuntimeError as e:
             return _error(f"{e}\nStart one with `prefect server start` and set PREFECT_API_URL, or set "
                           "ACE_LOCAL_SERVER=0 to let Prefect start its own")
-    return _run(args, kwargs)
+    from ace.flows.server import run_settings
+
+    with run_settings(server):
+        return _run(args, kwargs)
 
 
 def _run(args: argparse.Namespace, kwargs: dict) -> int:

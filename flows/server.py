@@ -170,6 +170,19 @@ def adopt(server: CommandServer | None) -> CommandServer | None:
     return server
 
 
+def run_settings(server: CommandServer | None):
+    """The Prefect settings of the command's flow runs: on its own server, no flow-run heartbeats.
+    They let a long-lived server tell crashed runs from live ones; this one ends with the command,
+    and a flow run waits up to 1 s (0.5 s on average) for its heartbeat thread to stop."""
+    import contextlib
+
+    if server is None:
+        return contextlib.nullcontext()
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    return temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+
+
 # what a run imports on its way, most needed first: imported while the server boots, they cost
 # nothing later (the flow module itself, then the model's own package, SLIC, KMeans, the CAV
 # solvers, the t-test)

@@ -95,12 +95,16 @@ def write_segments(images_path: str, method: str, out: str, n_jobs: int = 1) -> 
     return out
 
 
+def unpack_masks(packed: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(K, H*W/8) packed masks (as stored) to (K, H, W) bool."""
+    h, w = shape
+    return np.unpackbits(packed, axis=1, count=h * w).reshape(-1, h, w).astype(bool)
+
+
 def read_masks(path: str, rows=None) -> tuple[np.ndarray, np.ndarray]:
     """Unpacked (K, H, W) bool masks and their image indices."""
     t = ArrayTable(path)
-    h, w = t.meta["height"], t.meta["width"]
-    packed = t.read("mask", rows)
-    masks = np.unpackbits(packed, axis=1, count=h * w).reshape(-1, h, w).astype(bool)
+    masks = unpack_masks(t.read("mask", rows), (t.meta["height"], t.meta["width"]))
     return masks, np.asarray(t.read("image_index", rows))
 
 
@@ -117,8 +121,7 @@ class PackedMasks:
         self._image_index = np.asarray(t.read("image_index", rows))
 
     def mask(self, row: int) -> np.ndarray:
-        n = self.height * self.width
-        return np.unpackbits(self._packed[self._pos[int(row)]], count=n).reshape(self.height, self.width).astype(bool)
+        return unpack_masks(self._packed[self._pos[int(row)]][None], (self.height, self.width))[0]
 
     def image_index(self, rows) -> list[int]:
         return [int(self._image_index[self._pos[int(r)]]) for r in rows]

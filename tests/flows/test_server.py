@@ -176,3 +176,17 @@ def test_the_model_package_is_imported_while_booting_right_after_the_flow():
     order = later_imports(model_modules("resnet18"))
     assert order[:len(FLOW_IMPORTS) + 1] == (*FLOW_IMPORTS, "torchvision")
     assert sorted(order) == sorted((*LATER_IMPORTS, "torchvision"))
+
+
+def test_flow_runs_on_the_commands_own_server_send_no_heartbeats():
+    from prefect.settings import get_current_settings
+
+    from ace.flows.server import run_settings
+
+    before = get_current_settings().flows.heartbeat_frequency
+    assert before is not None  # Prefect's default: a heartbeat every few minutes
+    with run_settings(CommandServer()):
+        assert get_current_settings().flows.heartbeat_frequency is None
+    assert get_current_settings().flows.heartbeat_frequency == before
+    with run_settings(None):  # a configured server keeps them: it outlives the command
+        assert get_current_settings().flows.heartbeat_frequency == before
