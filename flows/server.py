@@ -89,7 +89,7 @@ class CommandServer:
 
     def wait(self, timeout: float = 120.0) -> None:
         """Block until the server answers; raise RuntimeError with its output if it cannot start."""
-        deadline = time.monotonic() + timeout
+        deadline, reason = time.monotonic() + timeout, f"did not answer within {timeout:.0f} s"
         while time.monotonic() < deadline:
             if self._ready.wait(0.05):
                 return
@@ -97,11 +97,11 @@ class CommandServer:
             if code == PORT_IN_USE:  # another process took the port meanwhile: try another
                 self.start()
             elif code is not None:
+                reason = f"exited with status {code} while starting"
                 break
         output = self.output()
         self.stop()
-        raise RuntimeError(f"the local Prefect server did not start within {timeout:.0f} s"
-                           + (f"; its output:\n{output}" if output else ""))
+        raise RuntimeError(f"the local Prefect server {reason}" + (f"; its output:\n{output}" if output else ""))
 
     def ready(self) -> bool:
         """Whether the server answers its API now (never blocks)."""

@@ -37,10 +37,25 @@ def test_a_server_that_cannot_start_is_reported_with_its_output(monkeypatch):
     try:
         server.wait(timeout=60)
     except RuntimeError as e:
-        assert "did not start" in str(e) and "no database here" in str(e)
+        assert "exited with status 1 while starting" in str(e) and "no database here" in str(e)
     else:
         raise AssertionError("wait() returned for a server that exited")
     assert server.process is None and not server.ready()
+
+
+def test_a_server_that_never_answers_is_stopped_after_the_timeout(monkeypatch):
+    import ace.flows.server as server_module
+
+    monkeypatch.setattr(server_module, "SERVER_MAIN", "import time; print('booting', flush=True); time.sleep(60)")
+    server = CommandServer().start()
+    process = server.process
+    try:
+        server.wait(timeout=2)
+    except RuntimeError as e:
+        assert "did not answer within 2 s" in str(e) and "booting" in str(e)
+    else:
+        raise AssertionError("wait() returned for a server that never answered")
+    assert process.poll() is not None  # stopped, not left behind
 
 
 def test_no_command_server_where_prefect_already_has_an_api(monkeypatch):
