@@ -102,6 +102,18 @@ def _explain(wd: WorkDir, target_class: str, source_dir: str, model_to_run: str,
         image_paths[s.name] = fresh(load_images_task, out)(s, spec.input_size, spec.resize, out)
     discovery_images = image_paths[sets.discovery.name]
 
+    # 4a. the random sets' forward passes need nothing from steps 2-3: submitted first, they run
+    #     while the superpixels are made (see step 4)
+    pooled = embedding == "pooled"
+    acts: dict[str, dict[str, str]] = {}
+
+    def embed(name: str, source):
+        acts[name] = {layer: str(wd.acts(layer, wd.key(spec, layer, source.key, embedding))) for layer in layers}
+        outs = list(acts[name].values())
+        return fresh(embed_task, outs).submit(spec, layers, source, pooled, outs, batch_size)
+
+    futures = [embed(s.name, ImageFiles(s, spec.input_size, spec.resize)) for s in [sets.random_discovery, *sets.randoms]]
+
     # 2. superpixels of the discovery images, three resolutions, de-duplicated
     seg_out = str(wd.segments(wd.key(discovery_images, superpixel_method)))
     segments = fresh(superpixels_task, seg_out)(discovery_images, superpixel_method, seg_out, n_jobs)
@@ -111,16 +123,9 @@ def _explain(wd: WorkDir, target_class: str, source_dir: str, model_to_run: str,
     fill_rgb = spec.fill_value(fill)
     superpixels = Superpixels(discovery_images, segments, spec.input_size, fill_rgb)
 
-    # 4. embed superpixels and random images at every layer; gradients of the scoring images
+    # 4. embed superpixels (and, above, random images) at every layer; gradients of the scoring images
     #    (--embedding pooled: one pass per image, superpixels pooled from its feature map)
-    pooled = embedding == "pooled"
-    sources = {"superpixels": superpixels}
-    sources.update({s.name: ImageFiles(s, spec.input_size, spec.resize) for s in [sets.random_discovery, *sets.randoms]})
-    acts = {name: {layer: str(wd.acts(layer, wd.key(spec, layer, src.key, embedding))) for layer in layers}
-            for name, src in sources.items()}
-    futures = [fresh(embed_task, list(acts[name].values())).submit(spec, layers, src, pooled,
-                                                                    list(acts[name].values()), batch_size)
-               for name, src in sources.items()]
+    futures.append(embed("superpixels", superpixels))
     scoring_images = image_paths[sets.scoring.name]
     grad_outs = [str(wd.grads(layer, wd.key(spec, layer, scoring_images, model.class_idx, embedding)))
                  for layer in layers]
