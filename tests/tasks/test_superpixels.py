@@ -146,3 +146,20 @@ def test_make_patch_equals_boolean_indexing_for_images_and_batches():
     assert np.array_equal(make_patch(imgs, masks, fill), expect)
     assert make_patch(imgs[1], masks[1], fill).dtype == np.uint8
     assert np.array_equal(make_patch(imgs[1], masks[1], fill), expect[1])
+
+
+def test_packed_masks_give_the_rows_read_masks_gives(tmp_path):
+    from ace.storage.tables import write_table
+    from ace.tasks.superpixels import PackedMasks, read_masks
+
+    rng = np.random.default_rng(2)
+    masks = rng.random((7, 12, 20)) > 0.5
+    write_table(tmp_path / "s.parquet", {"height": 12, "width": 20}, mask=np.packbits(masks.reshape(7, -1), axis=1),
+                image_index=np.array([0, 0, 1, 1, 2, 3, 3]), level=np.zeros(7, np.int64))
+    path = str(tmp_path / "s.parquet")
+    rows = [5, 1, 5, 3]
+    packed = PackedMasks(path, rows)
+    expect, idx = read_masks(path, rows)
+    assert all(np.array_equal(packed.mask(r), m) for r, m in zip(rows, expect))
+    assert packed.image_index(rows) == idx.tolist() == [3, 0, 3, 1]
+    assert PackedMasks(path, []).image_index([]) == []
