@@ -95,7 +95,7 @@ def _explain(wd: WorkDir, target_class: str, source_dir: str, model_to_run: str,
     model = resolve_task(model_to_run, model_path, labels_path, target_class, list(feature_names), input_size,
                          precision, layout)
     spec, layers = model.spec, list(model.layers)
-    sets = scan_source_task(source_dir, target_class, num_random_exp, max_imgs, min_imgs)
+    sets = scan_source_task(source_dir, target_class, num_random_exp, max_imgs, min_imgs, wd.root)
     image_paths = {}
     for s in (sets.discovery, sets.scoring):
         out = str(wd.images(wd.key(s.key, spec.input_size, spec.resize)))

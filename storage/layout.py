@@ -10,6 +10,7 @@ Shared by every class explained in it (computed once, keyed by content):
     cache/clusters/<layer>/<key>.parquet cluster label and distance to centre per superpixel
     cache/concepts/<layer>/<key>.json    clusters kept as concepts
     cache/evaluations/<class>/<key>.json SSC/SDC evaluation (--evaluate, ``ace evaluate``)
+    cache/scans/<key>.json               the usable images of a source folder and their digests
     cavs/<layer>/<random set>-<key>.npz  CAVs of every concept against one random set
     locks/                               lock files (one process computes a shared result)
     runs/                                flow runs in progress (to mark those of dead processes Crashed)
@@ -101,6 +102,9 @@ class WorkDir:
 
     def evaluation(self, target_class: str, key: str) -> Path:
         return self.path / "cache" / "evaluations" / safe_name(target_class) / f"{key}.json"
+
+    def scan(self, key: str) -> Path:
+        return self.path / "cache" / "scans" / f"{key}.json"
 
     def report_stamp(self, target_class: str, key: str) -> Path:
         return self.path / "cache" / "reports" / safe_name(target_class) / f"{key}.json"

@@ -8,15 +8,18 @@ file names that are not UTF-8 are errors naming the file (``ACE_MAX_IMAGE_PIXELS
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from prefect import task
 
+from ace.storage.atomic import write_text
 from ace.storage.keys import content_key, file_digest
 from ace.storage.tables import ArrayTable, TableWriter
 from ace.tasks.caching import ace_task
@@ -138,33 +141,68 @@ def _usable(path: Path) -> bool:
         return False
 
 
-def scan_image_sets(folder: str | Path, name: str, counts: list[int], flag: str = "--source_dir") -> list[ImageSet]:
+def scan_image_sets(folder: str | Path, name: str, counts: list[int], flag: str = "--source_dir",
+                    memo: Callable[[str], Path] | None = None) -> list[ImageSet]:
     """Split the usable images of ``folder`` (sorted by file name) into consecutive sets of the
-    given sizes (a set may come out smaller when the folder runs out)."""
+    given sizes (a set may come out smaller when the folder runs out).
+
+    ``memo`` (a content key -> file, :meth:`ace.storage.layout.WorkDir.scan`) keeps the result per
+    folder listing (names, sizes, mtimes), so the random folders are read once per working dir,
+    not once per class; the unreadable files it skipped are warned about again."""
+    folder = Path(folder)
     files = list_image_files(folder, flag)
-    sets: list[ImageSet] = []
+    record = memo(content_key("folder-scan", str(folder.resolve()), _stamp(files), list(counts))) if memo else None
+    found = _read_scan(record)
+    if found is None:
+        found = _scan(files, counts)
+        if record is not None:
+            write_text(record, json.dumps(found))
+    else:
+        for path in found["skipped"]:
+            warnings.warn(f"skipping unreadable image {path} (found when the folder was scanned); remove or "
+                          "replace the file")
+    return [ImageSet(name if i == 0 else f"{name}#{i}", tuple(chosen), tuple(digests))
+            for i, (chosen, digests) in enumerate(found["sets"])]
+
+
+def _scan(files: list[Path], counts: list[int]) -> dict:
+    sets, skipped = [], []
     # each file is checked and hashed on a thread (decoding and sha256 release the GIL), in order
     it = ordered_map(lambda p: (p, _usable(p) and file_digest(p)), files, os.cpu_count() or 1)
-    for i, n in enumerate(counts):
+    for n in counts:
         chosen: list[tuple[Path, str]] = []
         for path, digest in it:
             if digest:
                 chosen.append((path, digest))
                 if len(chosen) == n:
                     break
-        set_name = name if i == 0 else f"{name}#{i}"
-        sets.append(ImageSet(set_name, tuple(str(p.resolve()) for p, _ in chosen), tuple(d for _, d in chosen)))
+            else:
+                skipped.append(str(path))
+        sets.append([[str(p.resolve()) for p, _ in chosen], [d for _, d in chosen]])
     it.close()
-    return sets
+    return {"sets": sets, "skipped": skipped}
+
+
+def _read_scan(record: Path | None) -> dict | None:
+    if record is None or not record.is_file():
+        return None
+    try:
+        return json.loads(record.read_text())
+    except (OSError, ValueError):  # a damaged record is made again
+        return None
+
+
+def _stamp(files: list[Path]) -> list:
+    out = []
+    for p in files:
+        st = os.stat(p)
+        out.append([p.name, st.st_size, st.st_mtime_ns])
+    return out
 
 
 def folder_stamp(folder: str | Path) -> list:
     """Names, sizes and mtimes of a folder's image files: a cheap change detector for caching."""
-    out = []
-    for p in list_image_files(folder):
-        st = os.stat(p)
-        out.append([p.name, st.st_size, st.st_mtime_ns])
-    return out
+    return _stamp(list_image_files(folder))
 
 
 @dataclass(frozen=True)
@@ -184,15 +222,17 @@ def _warn_if_weak(folder: Path, n: int, max_imgs: int) -> None:
                       f"add images to reach ~{max_imgs}")
 
 
-def scan_source(source_dir: str, target_class: str, num_random_exp: int, max_imgs: int, min_imgs: int) -> SourceSets:
-    """Check the source layout and pick the images of a run (see the spec's 'Inputs')."""
+def scan_source(source_dir: str, target_class: str, num_random_exp: int, max_imgs: int, min_imgs: int,
+                memo: Callable[[str], Path] | None = None) -> SourceSets:
+    """Check the source layout and pick the images of a run (see the spec's 'Inputs'); ``memo``: see
+    :func:`scan_image_sets`."""
     src = Path(source_dir)
     if not src.is_dir():
         raise ACEInputError(f"--source_dir {src} does not exist")
     class_dir = src / target_class
     if not class_dir.is_dir():
         raise ACEInputError(f"--target_class {target_class!r}: no folder {class_dir}; put the class images there")
-    discovery, scoring = scan_image_sets(class_dir, target_class, [max_imgs, max_imgs], "--target_class")
+    discovery, scoring = scan_image_sets(class_dir, target_class, [max_imgs, max_imgs], "--target_class", memo)
     if len(discovery) < 2:
         raise ACEInputError(f"{class_dir} has {len(discovery)} usable images: ACE needs at least 2 (use ~{max_imgs})")
     if len(discovery) < max_imgs:
@@ -203,7 +243,7 @@ def scan_source(source_dir: str, target_class: str, num_random_exp: int, max_img
     rd_dir = src / "random_discovery"
     if not rd_dir.is_dir():
         raise ACEInputError(f"no folder {rd_dir}: add at least --max_imgs ({max_imgs}) random images there")
-    (random_discovery,) = scan_image_sets(rd_dir, "random_discovery", [max_imgs])
+    (random_discovery,) = scan_image_sets(rd_dir, "random_discovery", [max_imgs], memo=memo)
     if len(random_discovery) < 2:
         raise ACEInputError(f"{rd_dir} has {len(random_discovery)} usable images: it needs at least 2 (use ~{max_imgs})")
     _warn_if_weak(rd_dir, len(random_discovery), max_imgs)
@@ -217,7 +257,7 @@ def scan_source(source_dir: str, target_class: str, num_random_exp: int, max_img
                 f"no folder {d}: --num_random_exp {num_random_exp} needs random500_0 .. random500_{num_random_exp - 1}; "
                 "lower --num_random_exp or add the folder"
             )
-        (rs,) = scan_image_sets(d, f"random500_{i}", [max_imgs])
+        (rs,) = scan_image_sets(d, f"random500_{i}", [max_imgs], memo=memo)
         if len(rs) < 2:
             raise ACEInputError(f"{d} has {len(rs)} usable images: a random set needs at least 2 (use ~{max_imgs})")
         _warn_if_weak(d, len(rs), max_imgs)
@@ -236,8 +276,13 @@ def source_cache_key(context, parameters) -> str:
 
 
 @task(name="scan-images", cache_key_fn=source_cache_key, persist_result=True)
-def scan_source_task(source_dir: str, target_class: str, num_random_exp: int, max_imgs: int, min_imgs: int) -> SourceSets:
-    return scan_source(source_dir, target_class, num_random_exp, max_imgs, min_imgs)
+def scan_source_task(source_dir: str, target_class: str, num_random_exp: int, max_imgs: int, min_imgs: int,
+                     working_dir: str | None = None) -> SourceSets:
+    """``working_dir``: where each folder's scan is kept (shared by the classes explained there)."""
+    from ace.storage.layout import WorkDir
+
+    memo = WorkDir(working_dir).scan if working_dir else None
+    return scan_source(source_dir, target_class, num_random_exp, max_imgs, min_imgs, memo)
 
 
 def write_images(images: ImageSet, size: int, resize: str, out: str) -> str:

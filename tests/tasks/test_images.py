@@ -128,3 +128,49 @@ def test_small_random_sets_warn_that_the_test_is_weak(tmp_path):
     _layout(tmp_path)
     with pytest.warns(UserWarning, match=r"random_discovery has only 4 usable images \(--max_imgs 10\).*weak"):
         scan_source(str(tmp_path), "cls", 2, max_imgs=10, min_imgs=1)
+
+
+def test_a_folder_is_scanned_once_per_working_dir_until_it_changes(tmp_path, monkeypatch):
+    import os
+
+    import ace.tasks.images as images
+    from ace.storage.layout import WorkDir
+
+    src = tmp_path / "photos"
+    src.mkdir()
+    for i in range(5):
+        _img(src / f"{i}.png", value=i * 10)
+    (src / "2b.png").write_bytes(b"not an image")
+    memo = WorkDir(str(tmp_path / "wd")).scan
+    checked = []
+    usable = images._usable
+    monkeypatch.setattr(images, "_usable", lambda p: checked.append(p.name) or usable(p))
+
+    with pytest.warns(UserWarning, match="2b.png"):
+        first = scan_image_sets(src, "r", [2, 2], memo=memo)
+    assert len(checked) >= 5 and len(list((tmp_path / "wd" / "cache" / "scans").glob("*.json"))) == 1
+    checked.clear()
+    with pytest.warns(UserWarning, match="2b.png"):  # the skipped file is still named
+        again = scan_image_sets(src, "r", [2, 2], memo=memo)
+    assert checked == [] and again == first  # read from the record: nothing decoded or hashed
+    assert [p[-5:] for p in first[1].files] == ["2.png", "3.png"]
+
+    _img(src / "3.png", value=200, size=(41, 30))  # another picture under the same name
+    os.utime(src / "3.png", ns=(1, 1))
+    with pytest.warns(UserWarning, match="2b.png"):
+        changed = scan_image_sets(src, "r", [2, 2], memo=memo)
+    assert checked and changed[1].digests[1] != first[1].digests[1]
+    assert changed[0] == first[0] and scan_image_sets(src, "r", [2, 2]) == changed  # without memo: the same
+
+
+def test_a_damaged_scan_record_is_made_again(tmp_path):
+    from ace.storage.layout import WorkDir
+
+    for i in range(3):
+        _img(tmp_path / f"{i}.png", value=i)
+    memo = WorkDir(str(tmp_path / "wd")).scan
+    first = scan_image_sets(tmp_path, "r", [3], memo=memo)
+    (record,) = (tmp_path / "wd" / "cache" / "scans").glob("*.json")
+    record.write_text("{truncated")
+    assert scan_image_sets(tmp_path, "r", [3], memo=memo) == first
+    assert record.read_text().startswith('{"sets"')
