@@ -123,9 +123,9 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def gallery_tile(img: np.ndarray) -> Image.Image:
-    """An image as a gallery tile (``GALLERY_TILE`` pixels square)."""
-    im = Image.fromarray(to_uint8(np.asarray(img)))
+def gallery_tile(img: np.ndarray | Image.Image) -> Image.Image:
+    """An image (array or Pillow image) as a gallery tile (``GALLERY_TILE`` pixels square)."""
+    im = img if isinstance(img, Image.Image) else Image.fromarray(to_uint8(np.asarray(img)))
     if im.size != (GALLERY_TILE, GALLERY_TILE):
         im = im.resize((GALLERY_TILE, GALLERY_TILE), Image.Resampling.BILINEAR, reducing_gap=2.0)
     return im
@@ -149,8 +149,7 @@ def gallery(path: Path, rows: list[tuple[str, list, list]], n: int = 10) -> None
         draw.text((gap, top + 2), text, fill="black", font=font)
         for k, imgs in enumerate((sps, marked)):
             for j, img in enumerate(imgs[:n]):
-                im = img if isinstance(img, Image.Image) and img.size == (tile, tile) else gallery_tile(img)
-                canvas.paste(im, (gap + j * (tile + gap), top + title + k * (tile + gap)))
+                canvas.paste(gallery_tile(img), (gap + j * (tile + gap), top + title + k * (tile + gap)))
     save_png(path, np.asarray(canvas))
 
 

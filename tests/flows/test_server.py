@@ -7,6 +7,8 @@ import sys
 import textwrap
 import urllib.request
 
+import pytest
+
 from ace.flows.server import CommandServer, start_for_command
 
 
@@ -29,33 +31,22 @@ def test_command_server_answers_and_stops(tmp_path, monkeypatch):
     server.stop()  # twice is harmless
 
 
-def test_a_server_that_cannot_start_is_reported_with_its_output(monkeypatch):
+@pytest.mark.parametrize("main, timeout, reason, output", [
+    ("import sys; print('no database here'); sys.exit(1)", 60, "exited with status 1 while starting", "no database here"),
+    ("import time; print('booting', flush=True); time.sleep(60)", 2, "did not answer within 2 s", "booting"),
+])
+def test_a_server_that_does_not_start_is_reported_with_its_output_and_stopped(monkeypatch, main, timeout, reason,
+                                                                               output):
     import ace.flows.server as server_module
 
-    monkeypatch.setattr(server_module, "SERVER_MAIN", "import sys; print('no database here'); sys.exit(1)")
-    server = CommandServer().start()
-    try:
-        server.wait(timeout=60)
-    except RuntimeError as e:
-        assert "exited with status 1 while starting" in str(e) and "no database here" in str(e)
-    else:
-        raise AssertionError("wait() returned for a server that exited")
-    assert server.process is None and not server.ready()
-
-
-def test_a_server_that_never_answers_is_stopped_after_the_timeout(monkeypatch):
-    import ace.flows.server as server_module
-
-    monkeypatch.setattr(server_module, "SERVER_MAIN", "import time; print('booting', flush=True); time.sleep(60)")
+    monkeypatch.setattr(server_module, "SERVER_MAIN", main)
     server = CommandServer().start()
     process = server.process
-    try:
-        server.wait(timeout=2)
-    except RuntimeError as e:
-        assert "did not answer within 2 s" in str(e) and "booting" in str(e)
-    else:
-        raise AssertionError("wait() returned for a server that never answered")
+    with pytest.raises(RuntimeError) as e:
+        server.wait(timeout=timeout)
+    assert reason in str(e.value) and output in str(e.value)
     assert process.poll() is not None  # stopped, not left behind
+    assert server.process is None and not server.ready()
 
 
 def test_no_command_server_where_prefect_already_has_an_api(monkeypatch):
