@@ -44,6 +44,18 @@ def segment(image: np.ndarray, method: str, params: dict, seed: int = 0) -> np.n
     raise ACEInputError(f"unknown superpixel method {method!r}: choose one of {', '.join(METHODS)}")
 
 
+def dense_labels(segments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A label map relabelled 0..n-1 in the order of its labels, flattened, and each label's area.
+    SLIC's maps already are (then no sort is needed); others are relabelled as ``np.unique`` would."""
+    flat = segments.reshape(-1).astype(np.int64, copy=False)
+    low = int(flat.min())
+    area = np.bincount(flat - low) if low >= 0 else np.zeros(0, np.int64)
+    if len(area) and area.all():
+        return (flat - low if low else flat), area
+    _, flat = np.unique(flat, return_inverse=True)
+    return flat.reshape(-1), np.bincount(flat.reshape(-1))
+
+
 def superpixel_masks(image: np.ndarray, method: str = "slic", min_area: float = 0.001,
                      max_jaccard: float = 0.5, param_sets: list[dict] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Kept segments of one image, coarse resolution first.
@@ -62,10 +74,8 @@ def superpixel_masks(image: np.ndarray, method: str = "slic", min_area: float = 
     masks: list[np.ndarray] = []
     levels: list[int] = []
     for level, params in enumerate(param_sets or METHODS[method]):
-        _, labels = np.unique(segment(image, method, params), return_inverse=True)  # labels 0..n-1, in order
-        labels = labels.reshape(-1)
-        n = int(labels.max()) + 1
-        area = np.bincount(labels, minlength=n)
+        labels, area = dense_labels(segment(image, method, params))
+        n = len(area)
         ok = area > min_area * h * w
         for prev, n_prev, ids, prev_area in coarser:
             inter = np.bincount(labels * n_prev + prev, minlength=n * n_prev).reshape(n, n_prev)[:, ids]

@@ -1,6 +1,8 @@
 """Test setup: one temporary Prefect server per session, result storage isolated per session."""
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import pytest
 from ace.flows.server import free_port  # also imported by tests/browser.py
 
 _RESULTS = tempfile.mkdtemp(prefix="ace_prefect_results_")
+atexit.register(shutil.rmtree, _RESULTS, ignore_errors=True)  # the session's results go with it
 os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = _RESULTS
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")

@@ -3,7 +3,7 @@ import pytest
 
 from ace.tasks.errors import ACEInputError
 from ace.tasks.patches import fill_uint8, make_patch, make_superpixel
-from ace.tasks.superpixels import METHODS, read_masks, superpixel_masks, write_segments
+from ace.tasks.superpixels import METHODS, dense_labels, read_masks, superpixel_masks, write_segments
 from ace.storage.tables import write_table
 
 
@@ -120,6 +120,22 @@ def test_masks_equal_the_dense_reference(method):
     assert len(masks) > 3
     np.testing.assert_array_equal(masks, ref)
     np.testing.assert_array_equal(levels, ref_levels)
+
+
+@pytest.mark.parametrize("labels", [
+    [[0, 1], [2, 2]],  # already 0..n-1 (SLIC's maps): returned as they are
+    [[1, 2], [3, 3]],  # from 1 (watershed's)
+    [[5, 9], [9, 7]],  # gaps
+    [[-2, 0], [3, -2]],  # negative
+    [[4, 4], [4, 4]],  # one label
+])
+def test_dense_labels_equal_np_unique(labels):
+    labels = np.asarray(labels)
+    flat, area = dense_labels(labels)
+    _, ref = np.unique(labels, return_inverse=True)
+    np.testing.assert_array_equal(flat, ref.reshape(-1))
+    np.testing.assert_array_equal(area, np.bincount(ref.reshape(-1)))
+    assert flat.dtype == np.int64 and flat.shape == (labels.size,)
 
 
 def test_write_segments_threads_equal_serial(tmp_path):
