@@ -178,17 +178,36 @@ def demo_kwargs(working_dir: str) -> dict:
                 model_path=None, labels_path=str(world / "labels.txt"), feature_names=[DEMO_LAYER], **DEMO_DEFAULTS)
 
 
+def _input_error_names() -> tuple[str, ...]:
+    """Class names of bad input as Prefect writes them in failed states ("... exception NAME: ...")."""
+    from ace.tasks.errors import ACEInputError
+
+    classes, names = [ACEInputError], []
+    while classes:
+        c = classes.pop()
+        names.append(c.__name__ + ":")
+        classes.extend(c.__subclasses__())
+    return tuple(names)
+
+
 class _QuietConsole(logging.Filter):
-    """On the terminal: bad input as one line (its traceback stays in the Prefect logs), and no
-    tracebacks from the temporary server's shutdown after a successful run."""
+    """On the terminal: bad input as one line (its traceback stays in the Prefect logs), no
+    tracebacks from the temporary server's shutdown after a successful run, and, on the command's
+    own server (no UI, gone when the command ends), no "View at" links to it."""
+
+    def __init__(self, hide_links: bool = False) -> None:
+        super().__init__()
+        self.hide_links = hide_links
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if self.hide_links and str(record.msg).startswith("View at "):
+            return False
         from ace.tasks.errors import ACEInputError
 
         exc = record.exc_info[1] if record.exc_info else None
         while exc is not None and not isinstance(exc, ACEInputError):
             exc = exc.__cause__ or exc.__context__
-        if exc is not None or "ACEInputError" in str(record.msg):
+        if exc is not None or any(name in str(record.msg) for name in _input_error_names()):
             return False  # bad input: the CLI prints it as one line (the Prefect logs keep the details)
         if record.name.startswith(("prefect.server", "uvicorn")) and record.levelno >= logging.ERROR:
             return False  # the temporary server's own troubles at shutdown ("Error flushing events")
@@ -197,12 +216,12 @@ class _QuietConsole(logging.Filter):
         return True
 
 
-def quiet_console() -> None:
+def quiet_console(own_server: bool = False) -> None:
     """Install :class:`_QuietConsole` on the console handlers Prefect configured."""
     from prefect.logging.configuration import ensure_logging_setup
 
     ensure_logging_setup()
-    quiet = _QuietConsole()
+    quiet = _QuietConsole(hide_links=own_server)
     for logger in [logging.getLogger(), *(logging.getLogger(n) for n in ("uvicorn", "fastapi", "prefect"))]:
         for h in logger.handlers:
             h.addFilter(quiet)
@@ -242,7 +261,7 @@ def _checked_run(args: argparse.Namespace, server) -> int:
     from ace.tasks.weights import model_modules
 
     server = adopt(server)
-    quiet_console()
+    quiet_console(own_server=server is not None)
     if server is not None:
         import_while_booting(server, later_imports(model_modules(kwargs["model_to_run"])))
         try:

@@ -49,6 +49,8 @@ CASES = {
     "model_path is a text file": ({"model_path": "{d}/notes.pt"}, "--model_path"),
     "model_path of another architecture": ({"model_path": "{d}/linear.pt"}, "--model_path"),
     "model_path missing (demo CNN)": ({"model_path": "{d}/missing.pt"}, "--model_path"),
+    "torchvision weights not on this machine": ({"model_to_run": "resnet18", "env": {"TORCH_HOME": "{d}/no_torch_home"}},
+                                                "no weights for 'resnet18'"),
     "labels file malformed": ({"labels_path": "{d}/bad.json"}, "--labels_path"),
     "labels file empty": ({"labels_path": "{d}/empty.txt"}, "--labels_path"),
     "labels file binary": ({"labels_path": "{d}/binary.txt"}, "--labels_path"),
@@ -75,7 +77,7 @@ CASES = {
 def test_bad_input_is_one_line_and_exit_2(case, inputs, demo_world, prefect_server, tmp_path):
     change, expect = CASES[case]
     change = dict(change)
-    env = {**prefect_server, **change.pop("env", {})}
+    env = {**prefect_server, **{k: v.format(d=inputs) for k, v in change.pop("env", {}).items()}}
     args = {"target_class": "disc_square", "source_dir": str(demo_world), "working_dir": str(tmp_path / "wd"),
             "model_to_run": "ace_demo_cnn", "labels_path": str(demo_world / "labels.txt"), "feature_names": "block3",
             "num_random_exp": "3", "max_imgs": "6", "min_imgs": "3", "n_clusters": "4"}
@@ -88,3 +90,5 @@ def test_bad_input_is_one_line_and_exit_2(case, inputs, demo_world, prefect_serv
     assert out.returncode == 2, out.stderr[-3000:]
     assert "Traceback" not in out.stderr, out.stderr[-3000:]
     assert lines[-1].startswith("ace: error: ") and expect in lines[-1], lines[-1]
+    said = lines[-1].removeprefix("ace: error: ")[:60]
+    assert [line for line in lines if said in line] == lines[-1:], out.stderr[-3000:]  # said once, not in logs too

@@ -90,4 +90,6 @@ def test_a_successful_and_a_cached_run_print_no_traceback(demo_world, tmp_path):
         assert out.returncode == 0, out.stderr[-3000:]
         assert "Traceback" not in out.stderr and "Error" not in out.stderr, out.stderr[-3000:]
         assert out.stdout.splitlines()[0] == f"Report: {tmp_path / 'wd/classes/disc_square/results_summaries/ace_results.txt'}"
+        # the command's own server has no UI and is gone at exit: Prefect's link to it is not shown
+        assert "Beginning flow run" in out.stderr and "View at" not in out.stderr, out.stderr[-3000:]
     assert "Cached" in out.stderr
