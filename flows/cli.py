@@ -192,8 +192,9 @@ def _input_error_names() -> tuple[str, ...]:
 
 class _QuietConsole(logging.Filter):
     """On the terminal: bad input as one line (its traceback stays in the Prefect logs), no
-    tracebacks from the temporary server's shutdown after a successful run, and, on the command's
-    own server (no UI, gone when the command ends), no "View at" links to it."""
+    tracebacks from the temporary server's shutdown after a successful run, the classes' table once
+    (the command prints it), and, on the command's own server (no UI, gone when the command ends),
+    no "View at" links to it."""
 
     def __init__(self, hide_links: bool = False) -> None:
         super().__init__()
@@ -202,6 +203,8 @@ class _QuietConsole(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if self.hide_links and str(record.msg).startswith("View at "):
             return False
+        if str(record.msg).startswith("ACE classes:"):
+            return False  # the command prints this table on stdout itself
         from ace.tasks.errors import ACEInputError
 
         exc = record.exc_info[1] if record.exc_info else None

@@ -67,6 +67,7 @@ def test_several_classes_in_one_command_a_missing_one_fails_alone(demo_world, pr
     assert out.returncode == 2, out.stderr[-3000:]
     assert "Traceback" not in out.stderr, out.stderr[-3000:]
     assert out.stderr.strip().splitlines()[-1].startswith("ace: error: class 'no_such_class': --target_class")
+    assert "ACE classes:" not in out.stderr  # the table is shown once, on stdout (the Prefect logs keep it too)
     table = out.stdout[out.stdout.index("class "):].splitlines()
     assert [line.split()[:2] for line in table[1:4]] == [["disc_square", "done"], ["no_such_class", "failed"],
                                                          ["triangle_stripes", "done"]]
