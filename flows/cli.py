@@ -199,6 +199,7 @@ class _QuietConsole(logging.Filter):
     def __init__(self, hide_links: bool = False) -> None:
         super().__init__()
         self.hide_links = hide_links
+        self.input_errors = _input_error_names()
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.hide_links and str(record.msg).startswith("View at "):
@@ -210,7 +211,7 @@ class _QuietConsole(logging.Filter):
         exc = record.exc_info[1] if record.exc_info else None
         while exc is not None and not isinstance(exc, ACEInputError):
             exc = exc.__cause__ or exc.__context__
-        if exc is not None or any(name in str(record.msg) for name in _input_error_names()):
+        if exc is not None or any(name in str(record.msg) for name in self.input_errors):
             return False  # bad input: the CLI prints it as one line (the Prefect logs keep the details)
         if record.name.startswith(("prefect.server", "uvicorn")) and record.levelno >= logging.ERROR:
             return False  # the temporary server's own troubles at shutdown ("Error flushing events")

@@ -49,9 +49,11 @@ def dense_labels(segments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     SLIC's maps already are (then no sort is needed); others are relabelled as ``np.unique`` would."""
     flat = segments.reshape(-1).astype(np.int64, copy=False)
     low = int(flat.min())
-    area = np.bincount(flat - low) if low >= 0 else np.zeros(0, np.int64)
-    if len(area) and area.all():
-        return (flat - low if low else flat), area
+    if low >= 0:
+        shifted = flat - low if low else flat
+        area = np.bincount(shifted)
+        if area.all():
+            return shifted, area
     _, flat = np.unique(flat, return_inverse=True)
     return flat.reshape(-1), np.bincount(flat.reshape(-1))
 
