@@ -106,9 +106,9 @@ def floor(a, n_inputs: int, precision: str, embedding: str) -> float:
     """Seconds for ``n_inputs`` forward passes alone (random inputs, same batch size and precision)."""
     import torch
 
-    from ace.tasks.embed import layer_activations
-    from ace.tasks.models import compute_device, resolve, using_model
-    from ace.tasks.precision import autocast, resolve_precision
+    from ace.tasks.algorithm.embed import layer_activations
+    from ace.tasks.models.loader import compute_device, resolve, using_model
+    from ace.tasks.models.precision import autocast, resolve_precision
 
     m = resolve(a.model, a.model_path, str(a.labels_path), a.target_class, [a.layer])
     prec = resolve_precision(precision, compute_device())

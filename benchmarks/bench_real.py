@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ace.tasks.caching import release_memory
+from ace.flows.caching import release_memory
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_SOURCE = HERE.parent.parent / "shared" / "data" / "imagenet_zebra"

@@ -6,16 +6,17 @@ report) on the terminal and as a Prefect table artifact.
 """
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from ace.flows.ace_flow import ace_flow
+from ace.flows.parameters import bind, run_parameters
 from ace.tasks.errors import ACEInputError
-from ace.tasks.report import read_summary
-from ace.tasks.validate import check_parameters
+from ace.tasks.report.writer import read_summary
+from ace.tasks.params import check_parameters
 
 
 @dataclass(frozen=True)
@@ -52,45 +53,18 @@ def summary_table(results: list[ClassResult]) -> str:
 
 
 @flow(name="ace-classes", log_prints=True, validate_parameters=True, task_runner=ThreadPoolTaskRunner(max_workers=1))
-def ace_classes_flow(
-    target_classes: list[str],
-    source_dir: str,
-    working_dir: str,
-    model_to_run: str = "googlenet",
-    model_path: Optional[str] = None,
-    labels_path: Optional[str] = None,
-    feature_names: list[str] = ["mixed4c"],  # noqa: B006 - a flow parameter default, never mutated
-    num_random_exp: int = 20,
-    max_imgs: int = 50,
-    min_imgs: int = 30,
-    superpixel_method: str = "slic",
-    clustering_method: str = "KM",
-    n_clusters: int = 25,
-    fill: str = "mean",
-    alpha: float = 0.01,
-    correction: str = "none",
-    stat_testing_filter: bool = True,
-    input_size: Optional[int] = None,
-    batch_size: int = 32,
-    seed: int = 0,
-    n_jobs: Optional[int] = None,
-    cav_solver: str = "exact",
-    precision: str = "auto",
-    embedding: str = "crop",
-    test: str = "two-sided",
-    layout: str = "auto",
-    evaluate: bool = False,
-) -> list[ClassResult]:
+@run_parameters(classes=True)
+def ace_classes_flow(**params: Any) -> list[ClassResult]:
     """Explain every class of ``target_classes`` in one working directory, one ``ace`` subflow each
     (their reports in ``classes/<class>/``; everything else is shared). Returns a
     :class:`ClassResult` per class; the run fails only when every class failed."""
-    params = dict(locals())
+    params = bind(ace_classes_flow.fn, params)
     classes = list(dict.fromkeys(params.pop("target_classes")))
     params["n_jobs"] = check_parameters(target_class=classes, **params)
+    working_dir = params["working_dir"]
     results = []
     for target in classes:
-        state = ace_flow.with_options(flow_run_name=f"ace-{target}")(target_class=target, **params,
-                                                                     return_state=True)
+        state = ace_flow(target_class=target, **params, return_state=True)
         if state.is_completed():
             summary = state.result()
             s = read_summary(summary)

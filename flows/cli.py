@@ -8,6 +8,9 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Optional
+
+from ace.tasks.params import BY_NAME, PARAMS, default, parse_layers
 
 # the demo world holds two kinds of parts on textures: 4 clusters (ACE's 25 are for 50 natural photos, and
 # split each 64-pixel part into pieces); SSC/SDC evaluated
@@ -45,61 +48,42 @@ def _add(p: argparse.ArgumentParser, *names: str, **kw) -> None:
     p.add_argument(*flags, **kw)
 
 
+def _add_param(p: argparse.ArgumentParser, name: str, **override) -> None:
+    """The option of a parameter of :data:`ace.tasks.params.PARAMS`, as defined there."""
+    param = BY_NAME[name]
+    kw: dict = {"dest": name, "help": param.help}
+    if param.required:
+        kw["required"] = True
+    else:
+        kw["default"] = default(name)
+    if param.many:
+        kw["nargs"] = "+"
+    if param.choices:
+        kw["choices"] = list(param.choices)
+    if param.type is bool:
+        kw.update(type=_str2bool, nargs="?", const=True, metavar="{true,false}")
+        if param.default is False:  # a switch: --evaluate
+            kw = {"dest": name, "help": param.help, "action": "store_true"}
+    elif param.type in (int, Optional[int]):
+        kw["type"] = int
+    elif param.type is float:
+        kw["type"] = float
+    kw.update(override)
+    _add(p, name, *param.aliases, **kw)
+
+
 def _common(p: argparse.ArgumentParser) -> None:
-    _add(p, "num_parallel_runs", "num_parallel_workers", dest="num_parallel_runs", type=int, default=0,
-         help="workers for the per-random-set fan-out; 0 runs it serially")
-    _add(p, "dask_address", default=None, help="run mapped tasks on this Dask scheduler (needs the 'dask' extra)")
-    _add(p, "n_jobs", type=int, default=None,
-         help="cores each task may use for segmentation and CAV training (default: all cores, shared "
-              "among --num_parallel_runs workers)")
+    for name in ("num_parallel_runs", "dask_address", "n_jobs"):
+        _add_param(p, name)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ace", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="explain a class of a model with ACE")
-    _add(run, "source_dir", required=True, help="folder with <target_class>/, random_discovery/, random500_<i>/")
-    _add(run, "working_dir", required=True, help="where caches and results go (never deleted)")
-    _add(run, "target_class", "target_classes", dest="target_class", nargs="+", required=True,
-         help="class(es) to explain, as named in the labels file; several run as one parent flow, one subflow each")
-    _add(run, "model_to_run", default="googlenet",
-         help="torchvision model name, efficientnet_lite0, ace_demo_cnn, hub:owner/repo:entry or a model file")
-    _add(run, "model_path", default=None, help="weights: a state dict, a whole saved module or a TorchScript file")
-    _add(run, "labels_path", default=None, help="imagenet_class_index.json or one label a line (default: packaged ImageNet)")
-    _add(run, "feature_names", "bottlenecks", dest="feature_names", nargs="+", default=["mixed4c"],
-         help="layer names from model.named_modules(), space or comma separated")
-    _add(run, "num_random_exp", type=int, default=20, help="number of random sets random500_0..N-1")
-    _add(run, "max_imgs", type=int, default=50, help="discovery images, and examples kept per concept")
-    _add(run, "min_imgs", type=int, default=30, help="a cluster needs more members than this to be a concept")
-    _add(run, "stat_testing_filter", type=_str2bool, nargs="?", const=True, default=True,
-         help="drop concepts not significantly different from random (default true)")
-    _add(run, "superpixel_method", default="slic", choices=["slic", "watershed", "quickshift", "felzenszwalb"])
-    _add(run, "clustering_method", default="KM", choices=["KM", "AP", "MS", "SC", "DB"])
-    _add(run, "n_clusters", type=int, default=25)
-    _add(run, "fill", default="mean", choices=["mean", "parity"],
-         help="patch fill: the model's mean (neutral after normalisation) or the original's 117/255")
-    _add(run, "alpha", type=float, default=0.01, help="p-value threshold of the t-test")
-    _add(run, "correction", default="none", choices=["none", "bonferroni", "holm", "fdr_bh"])
-    _add(run, "test", default="two-sided", choices=["two-sided", "greater"],
-         help="two-sided (the original): concepts that raise or lower the class; greater: only those that raise it")
-    _add(run, "input_size", type=int, default=None, help="override the model's input size")
-    _add(run, "batch_size", type=int, default=32)
-    _add(run, "seed", type=int, default=0)
-    _add(run, "precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-         help="forward passes that embed images: auto = bf16 on CPUs with native bf16 and on CUDA GPUs "
-              "that support it, else fp32")
-    _add(run, "embedding", default="crop", choices=["crop", "pooled"],
-         help="crop: ACE's (each superpixel resized to the input, one pass each); pooled: one pass per image, "
-              "superpixels pooled from its feature map (fast)")
-    _add(run, "layout", default="auto", choices=["auto", "nchw", "nhwc", "tokens"],
-         help="where a layer's channels are: auto finds it from the model (NCHW for CNNs, channels last for "
-              "Swin, tokens for ViT, whose class token is left out of the patch grid)")
-    _add(run, "cav_solver", default="exact", choices=["sgd", "exact"],
-         help="exact (default): the optimum of the original's objective (hinge loss, L2 alpha 0.01), solved in "
-              "the Gram space: concepts stable across seeds; sgd: the original's SGDClassifier, run in the span "
-              "of the training rows (parity)")
-    _add(run, "evaluate", action="store_true",
-         help="also compute the paper's SSC/SDC curves of the top concepts on the scoring images (see ace evaluate)")
+    run = sub.add_parser("run", help="explain a class of a model with ACE (flags: docs/flags.md)")
+    for param in PARAMS:
+        if param.flow and param.name != "n_jobs":
+            _add_param(run, param.name)
     _common(run)
     ev = sub.add_parser("evaluate", help="SSC/SDC of a finished class's concepts (runs its flow again: cached "
                                          "steps are reused), added to its report")
@@ -132,20 +116,13 @@ def n_jobs(args: argparse.Namespace) -> int:
 
 
 def run_kwargs(args: argparse.Namespace) -> dict:
-    layers = [n.strip() for item in args.feature_names for n in item.split(",") if n.strip()]
+    """The flow parameters of an ``ace run`` command line."""
+    kwargs = {p.name: getattr(args, p.name) for p in PARAMS if p.flow}
     classes = list(dict.fromkeys(args.target_class))
-    return dict(
-        target_class=classes[0] if len(classes) == 1 else classes, source_dir=str(Path(args.source_dir).resolve()),
-        working_dir=str(Path(args.working_dir).resolve()), model_to_run=args.model_to_run,
-        model_path=args.model_path, labels_path=args.labels_path, feature_names=layers,
-        num_random_exp=args.num_random_exp, max_imgs=args.max_imgs, min_imgs=args.min_imgs,
-        superpixel_method=args.superpixel_method, clustering_method=args.clustering_method,
-        n_clusters=args.n_clusters, fill=args.fill, alpha=args.alpha, correction=args.correction,
-        stat_testing_filter=args.stat_testing_filter, input_size=args.input_size, batch_size=args.batch_size,
-        seed=args.seed, n_jobs=n_jobs(args), cav_solver=args.cav_solver,
-        precision=args.precision, embedding=args.embedding, test=args.test,
-        layout=args.layout, evaluate=args.evaluate,
-    )
+    kwargs.update(target_class=classes[0] if len(classes) == 1 else classes,
+                  source_dir=str(Path(args.source_dir).resolve()), working_dir=str(Path(args.working_dir).resolve()),
+                  feature_names=parse_layers(args.feature_names), n_jobs=n_jobs(args))
+    return kwargs
 
 
 def evaluate_kwargs(working_dir: str, target_class: str) -> dict:
@@ -167,8 +144,8 @@ def evaluate_kwargs(working_dir: str, target_class: str) -> dict:
 
 
 def demo_kwargs(working_dir: str) -> dict:
-    from ace.tasks.demo import DEMO_CLASS, DEMO_LAYER, make_world
-    from ace.tasks.validate import check_working_dir
+    from ace.tasks.demo.world import DEMO_CLASS, DEMO_LAYER, make_world
+    from ace.tasks.params import check_working_dir
 
     wd = check_working_dir(Path(working_dir).resolve())
     world = wd / "world"
@@ -249,20 +226,20 @@ def main(argv: list[str] | None = None) -> int:
 
 def _checked_run(args: argparse.Namespace, server) -> int:
     from ace.tasks.errors import ACEInputError
-    from ace.tasks.validate import check_parameters
+    from ace.tasks.params import check_parameters
 
     try:
         kwargs = (run_kwargs(args) if args.command == "run" else evaluate_kwargs(args.working_dir, args.target_class)
                   if args.command == "evaluate" else demo_kwargs(args.working_dir))
         kwargs["n_jobs"] = n_jobs(args)
         check_parameters(**kwargs)
-        from ace.tasks.models import load_labels
+        from ace.tasks.models.loader import load_labels
 
         load_labels(kwargs["labels_path"])  # a bad labels file fails every class: say so before starting
     except ACEInputError as e:
         return _error(str(e))
     from ace.flows.server import adopt, import_while_booting, later_imports, run_settings
-    from ace.tasks.weights import model_modules
+    from ace.tasks.models.zoo import model_modules
 
     server = adopt(server)
     quiet_console(own_server=server is not None)
@@ -312,11 +289,11 @@ def extra_lines(summary: str) -> list[str]:
     """The ground truth and SSC/SDC lines of a finished report, if it has them."""
     import json
 
-    from ace.tasks.evaluate import summary_lines as evaluation_lines
-    from ace.tasks.groundtruth import summary_lines
+    from ace.tasks.algorithm.evaluate import evaluation_lines
+    from ace.tasks.algorithm.groundtruth import ground_truth_lines
 
     data = json.loads(Path(summary).with_suffix(".json").read_text())
-    return ((summary_lines(data["ground_truth"]) if data.get("ground_truth") else [])
+    return ((ground_truth_lines(data["ground_truth"]) if data.get("ground_truth") else [])
             + (evaluation_lines(data["evaluation"]) if data.get("evaluation") else []))
 
 

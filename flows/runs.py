@@ -88,24 +88,32 @@ def tracked_run(working_dir: str | Path) -> Iterator[None]:
             record.unlink(missing_ok=True)
 
 
-def results_with_progress(futures: list, description: str) -> list:
-    """The results of mapped task runs, in order, while a Prefect progress artifact (and the log)
-    says how many have finished."""
-    from prefect.artifacts import create_progress_artifact, update_progress_artifact
-    from prefect.futures import as_completed
+def note_code_versions(wd: WorkDir) -> list[str]:
+    """Say which steps' code changed since this working directory was last used (their outputs, and
+    those of the steps after them, are recomputed; the rest are reused), then record the current
+    versions (:data:`ace.tasks.versions.STEP_VERSIONS`). Returns the changed steps."""
+    from ace.tasks.versions import STEP_VERSIONS
 
-    total, done = len(futures), 0
+    record = wd.code_versions
     try:
-        artifact = create_progress_artifact(progress=0.0, description=description)
-    except Exception as exc:  # pragma: no cover - progress is a convenience, never a failure
-        log.debug("no progress artifact: %s", exc)
-        artifact = None
-    step = max(1, total // 4)  # each update is a call to the API (35 ms of the server's time): a few
-    for f in as_completed(futures):
-        f.result()  # a failed run fails the flow here, as it did before
-        done += 1
-        if done % step == 0 or done == total:
-            if artifact is not None:
-                update_progress_artifact(artifact_id=artifact, progress=100.0 * done / total)
-            print(f"{description}: {done}/{total} done")
-    return [f.result() for f in futures]
+        before = json.loads(record.read_text()) if record.is_file() else None
+    except (OSError, ValueError):
+        before = None
+    if before is None and any(wd.path.glob("classes/*/results_summaries/ace_results.json")):
+        before = {}  # made by a version that did not record its steps' versions
+    changed = [] if before is None else [s for s, n in STEP_VERSIONS.items() if before.get(s) != n]
+    if changed:
+        lines = ", ".join(f"{s} ({before.get(s, 'unversioned')} -> {STEP_VERSIONS[s]})" for s in changed)
+        kept = [s for s in STEP_VERSIONS if s not in changed]
+        message = (f"the code of these steps changed since {wd.root} was last used: {lines}. Their results, and "
+                   "those of the steps that use them, are recomputed; reused where their inputs are the same: "
+                   f"{', '.join(kept) or 'nothing'}")
+        try:
+            from prefect import get_run_logger
+
+            get_run_logger().warning(message)
+        except Exception:  # outside a flow run (ACE(...).fit(..., runner="local"))
+            log.warning(message)
+    if before != STEP_VERSIONS:
+        write_text(record, json.dumps(STEP_VERSIONS, indent=1))
+    return changed

@@ -1,4 +1,4 @@
-"""Re-train the demo CNN shipped in tasks/assets/demo_cnn.pt (seeded; about a minute on 2 cores).
+"""Re-train the demo CNN shipped in tasks/models/assets/demo_cnn.pt (seeded; about a minute on 2 cores).
 
     python scripts/train_demo_model.py [OUT]
 """
@@ -7,7 +7,8 @@ import sys
 
 import torch
 
-from ace.tasks.demo import WEIGHTS, train_demo_model
+from ace.tasks.demo.training import train_demo_model
+from ace.tasks.models.demo_cnn import WEIGHTS
 
 if __name__ == "__main__":
     torch.set_num_threads(2)

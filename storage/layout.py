@@ -97,6 +97,11 @@ class WorkDir:
         return self.path / "locks" / f"{key}.lock"
 
     @property
+    def code_versions(self) -> Path:
+        """The steps' code versions that last wrote here (:mod:`ace.tasks.versions`)."""
+        return self.path / "cache" / "versions.json"
+
+    @property
     def runs_dir(self) -> Path:
         return self.path / "runs"
 

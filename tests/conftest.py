@@ -31,7 +31,7 @@ def prefect_harness():
 
 @pytest.fixture(scope="session")
 def demo_world(tmp_path_factory):
-    from ace.tasks.demo import make_world
+    from ace.tasks.demo.world import make_world
 
     return make_world(tmp_path_factory.mktemp("world"), n_per_class=24, n_random=20, num_random_sets=20)
 
@@ -98,12 +98,12 @@ def prefect_server(tmp_path_factory):
 
 
 BODIES = [
-    ("ace.tasks.models", "resolve"), ("ace.tasks.images", "scan_source"), ("ace.tasks.images", "write_images"),
-    ("ace.tasks.superpixels", "write_segments"),
-    ("ace.tasks.embed", "write_activations"), ("ace.tasks.embed", "write_gradients"),
-    ("ace.tasks.cluster", "write_clusters"), ("ace.tasks.cluster", "write_concepts"),
-    ("ace.tasks.cav", "write_concept_acts"), ("ace.tasks.cav", "score_random_set"),
-    ("ace.tasks.stats", "significance"), ("ace.tasks.report", "write_report"),
+    ("ace.tasks.models.loader", "resolve"), ("ace.tasks.algorithm.images", "scan_source"), ("ace.tasks.algorithm.images", "write_images"),
+    ("ace.tasks.algorithm.superpixels", "write_segments"),
+    ("ace.tasks.algorithm.embed", "write_activations"), ("ace.tasks.algorithm.embed", "write_gradients"),
+    ("ace.tasks.algorithm.cluster", "write_clusters"), ("ace.tasks.algorithm.cluster", "write_concepts"),
+    ("ace.tasks.algorithm.cav", "write_concept_acts"), ("ace.tasks.algorithm.cav", "score_random_set"),
+    ("ace.tasks.algorithm.stats", "significance"), ("ace.tasks.report.writer", "write_report"),
 ]
 
 
@@ -136,7 +136,7 @@ def run(**kwargs):
 
 @pytest.fixture(scope="session")
 def demo_run(prefect_harness, demo_world, tmp_path_factory):
-    from ace.tasks.demo import DEMO_CLASS, DEMO_LAYER
+    from ace.tasks.demo.world import DEMO_CLASS, DEMO_LAYER
 
     kwargs = dict(target_class=DEMO_CLASS, source_dir=str(demo_world), working_dir=str(tmp_path_factory.mktemp("wd")),
                   model_to_run="ace_demo_cnn", labels_path=str(demo_world / "labels.txt"), feature_names=[DEMO_LAYER],

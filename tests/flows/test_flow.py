@@ -43,8 +43,8 @@ def test_demo_flow_writes_every_output(demo_run):
 def test_demo_concepts_are_the_class_parts(demo_run, demo_world):
     """The ground truth: disc_square images are a red disc and a blue square on a texture. The most
     significant concepts' superpixels must lie on those parts, not on the background."""
-    from ace.tasks.cluster import read_concepts
-    from ace.tasks.superpixels import read_masks
+    from ace.tasks.algorithm.cluster import read_concepts
+    from ace.tasks.algorithm.superpixels import read_masks
 
     kwargs, _ = demo_run
     wd = Path(kwargs["working_dir"])

@@ -174,7 +174,7 @@ def test_imports_while_booting_stop_when_the_server_answers():
 
 def test_the_model_package_is_imported_while_booting_right_after_the_flow():
     from ace.flows.server import FLOW_IMPORTS, LATER_IMPORTS, later_imports
-    from ace.tasks.weights import model_modules
+    from ace.tasks.models.zoo import model_modules
 
     assert model_modules("resnet18") == ("torchvision",)
     assert model_modules("efficientnet_lite0") == ("efficientnet_lite_pytorch",)

@@ -1,0 +1,126 @@
+"""Step 4, cluster: the superpixel embeddings of a layer and keep clusters as concepts."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ace.storage.layout import concept_name
+from ace.storage.atomic import write_text
+from ace.storage.tables import ArrayTable, write_table
+from ace.tasks.errors import ACEInputError
+from ace.tasks.params import choices, default
+
+CLUSTERING_METHODS = choices("clustering_method")
+
+
+def cluster_embeddings(x: np.ndarray, method: str = default("clustering_method"), n_clusters: int = default("n_clusters"),
+                       seed: int = default("seed"),
+                       damping: float = 0.5, eps: float = 0.5, min_samples: int = 20, n_jobs: int | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cluster (N, C) embeddings.
+
+    Returns ``labels`` (N,; -1 for DBSCAN noise), ``cost`` (N,; distance to the own cluster's
+    centre) and ``centers`` (K, C). Methods without centres (MS, SC, DB) use each cluster's medoid.
+    """
+    from sklearn import cluster as skcluster  # imported here: the CLI starts faster
+    from sklearn.metrics import pairwise_distances
+
+    x = np.asarray(x, dtype=np.float32)
+    if method not in CLUSTERING_METHODS:
+        raise ACEInputError(f"--clustering_method {method!r}: choose one of {', '.join(CLUSTERING_METHODS)}")
+    centers = None
+    if method in ("KM", "SC") and len(x) < n_clusters:
+        raise ACEInputError(f"{len(x)} superpixels cannot make {n_clusters} clusters: lower --n_clusters or add images")
+    if method == "KM":
+        from threadpoolctl import threadpool_limits
+
+        # one thread: the same clusters on every machine (with more, float32 sums depend on the
+        # thread count), and 1.7x faster at ACE's sizes (thousands of superpixels) than two
+        with threadpool_limits(limits=1):
+            km = skcluster.KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit(x)
+        centers = km.cluster_centers_.astype(np.float32)
+    elif method == "AP":
+        ap = skcluster.AffinityPropagation(damping=damping, random_state=seed).fit(x)
+        centers = np.asarray(ap.cluster_centers_, np.float32)
+    elif method == "MS":
+        labels = skcluster.MeanShift(n_jobs=n_jobs).fit_predict(x)
+    elif method == "SC":
+        labels = skcluster.SpectralClustering(n_clusters=n_clusters, random_state=seed, n_jobs=n_jobs).fit_predict(x)
+    else:
+        labels = skcluster.DBSCAN(eps=eps, min_samples=min_samples, n_jobs=n_jobs).fit_predict(x)
+    if centers is not None:
+        d = pairwise_distances(x, centers)
+        labels, cost = d.argmin(1), d.min(1)
+        return labels.astype(np.int64), cost.astype(np.float32), centers
+    k = int(labels.max()) + 1
+    centers = np.zeros((k, x.shape[1]), np.float32)
+    cost = np.full(len(x), np.inf, np.float32)
+    for c in range(k):
+        idx = np.nonzero(labels == c)[0]
+        pts = x[idx]
+        centers[c] = pts[pairwise_distances(pts).sum(1).argmin()]
+        cost[idx] = np.linalg.norm(pts - centers[c], axis=1)
+    return labels.astype(np.int64), cost, centers
+
+
+def is_concept(n_members: int, n_images: int, n_discovery: int, min_imgs: int) -> bool:
+    """ACE's acceptance rule with U distinct images, N members, D discovery images."""
+    u, n, d = n_images, n_members, n_discovery
+    if n <= min_imgs:
+        return False
+    return u > 0.5 * n or (u > 0.25 * n and u > 0.25 * d) or (u > 0.1 * n and u > 0.5 * d)
+
+
+@dataclass(frozen=True)
+class Concept:
+    """A kept cluster: ``examples`` are rows of the segments table (superpixels), nearest to the centre first."""
+
+    name: str
+    cluster: int
+    size: int
+    n_images: int
+    examples: tuple[int, ...]
+
+
+def filter_concepts(labels: np.ndarray, cost: np.ndarray, image_index: np.ndarray, n_discovery: int,
+                    min_imgs: int, max_imgs: int, target_class: str) -> list[Concept]:
+    """Clusters that pass :func:`is_concept`, named ``<target_class>_concept<k>`` (k from 1), as the
+    original ACE named them."""
+    concepts = []
+    for c in range(int(labels.max()) + 1 if len(labels) else 0):
+        idx = np.nonzero(labels == c)[0]
+        u = len(np.unique(image_index[idx]))
+        if is_concept(len(idx), u, n_discovery, min_imgs):
+            order = idx[np.argsort(cost[idx], kind="stable")][:max_imgs]
+            name = concept_name(target_class, len(concepts) + 1)
+            concepts.append(Concept(name, c, int(len(idx)), int(u), tuple(int(i) for i in order)))
+    return concepts
+
+
+def write_clusters(acts_path: str, method: str, n_clusters: int, seed: int, out: str) -> str:
+    """Cluster the channel-mean embeddings of an activations table; write labels and costs."""
+    embeddings = ArrayTable(acts_path).read("mean")
+    labels, cost, centers = cluster_embeddings(embeddings, method, n_clusters=n_clusters, seed=seed)
+    write_table(out, {"method": method, "n_clusters": int(len(centers))}, label=labels, cost=cost)
+    return out
+
+
+def write_concepts(clusters_path: str, segments_path: str, layer: str, target_class: str, n_discovery: int,
+                   min_imgs: int, max_imgs: int, out: str) -> str:
+    """Keep the clusters that pass the filter; write them as ``<target_class>_concept<k>`` JSON."""
+    t = ArrayTable(clusters_path)
+    labels, cost = t.read("label"), t.read("cost")
+    image_index = np.asarray(ArrayTable(segments_path).read("image_index"))  # of each superpixel
+    concepts = filter_concepts(labels, cost, image_index, n_discovery, min_imgs, max_imgs, target_class)
+    write_text(out, json.dumps({"layer": layer, "n_superpixels": int(len(labels)),
+                                "concepts": [asdict(c) for c in concepts]}, indent=1))
+    return out
+
+
+def read_concepts(path: str) -> list[Concept]:
+    with open(path) as f:
+        data = json.load(f)
+    return [Concept(c["name"], c["cluster"], c["size"], c["n_images"], tuple(c["examples"])) for c in data["concepts"]]

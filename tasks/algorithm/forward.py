@@ -1,0 +1,100 @@
+"""Forward passes through any ``nn.Module``: the model's input from uint8 images, a layer's
+activations and the class-logit gradients at any layers.
+
+Both use forward hooks on ``model.named_modules()``, so any ``nn.Module`` works (the original
+"cut" the model into two halves, which only works for plain chains of top-level children).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ace.tasks.models.loader import ModelSpec, output_logits
+
+
+class _Enough(Exception):
+    """Raised by a hook once every wanted activation is captured: skips the rest of the network."""
+
+
+def to_input(batch: np.ndarray, spec: ModelSpec, device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> normalised float32 (N, 3, H, W) on ``device``."""
+    x = torch.from_numpy(np.array(batch, dtype=np.uint8)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(spec.mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+
+
+def _first_tensor(out):
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    raise TypeError(f"layer output is a {type(out).__name__}, not a tensor")
+
+
+def layer_activations(model: nn.Module, layers: list[str], x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Activations of ``layers`` for input ``x``, stopping the forward pass once all are captured."""
+    modules = dict(model.named_modules())
+    captured: dict[str, torch.Tensor] = {}
+    handles = []
+
+    def hook_for(name):
+        def hook(_m, _inp, out):
+            captured[name] = _first_tensor(out).detach().clone(memory_format=torch.contiguous_format)
+            if len(captured) == len(layers):
+                raise _Enough
+
+        return hook
+
+    for name in layers:
+        handles.append(modules[name].register_forward_hook(hook_for(name)))
+    try:
+        with torch.inference_mode():
+            model(x)
+    except _Enough:
+        pass
+    finally:
+        for h in handles:
+            h.remove()
+    missing = [l for l in layers if l not in captured]
+    if missing:
+        raise RuntimeError(f"layers {missing} were never called in the forward pass")
+    return captured
+
+
+def class_logit_gradients(model: nn.Module, layers: list[str], x: torch.Tensor, class_idx: int
+                          ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """d logit[class_idx] / d activation, per image, at each layer; and the logits (N, classes).
+
+    The network runs without autograd up to the first hooked layer, whose output becomes the leaf
+    the gradients are taken against: no graph (and no saved activations) for the part before it."""
+    modules = dict(model.named_modules())
+    acts: dict[str, torch.Tensor] = {}
+    handles = []
+
+    def hook_for(name):
+        def hook(_m, _inp, out):
+            t = _first_tensor(out)
+            if not t.requires_grad:  # the first hooked layer (or one on a branch the others do not feed)
+                torch.set_grad_enabled(True)
+                t = t.detach().requires_grad_(True)
+            acts[name] = t
+            # later in-place ops must not touch the tensor we differentiate against
+            new = t.clone()
+            return new if isinstance(out, torch.Tensor) else type(out)((new, *out[1:]))
+
+        return hook
+
+    for name in layers:
+        handles.append(modules[name].register_forward_hook(hook_for(name)))
+    try:
+        with torch.no_grad():  # grad mode is switched on by the first hook and restored on exit
+            logits = output_logits(model(x))
+            grads = torch.autograd.grad(logits[:, class_idx].sum(), [acts[l] for l in layers])
+    finally:
+        for h in handles:
+            h.remove()
+    return ({l: g.detach().float().contiguous().cpu().numpy() for l, g in zip(layers, grads)},
+            logits.detach().float().cpu().numpy())

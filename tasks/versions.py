@@ -1,0 +1,29 @@
+"""The code version of every cached step: part of the content key of everything the step writes.
+
+Bump a step's number when a change to its code changes what it writes (a fix, another default,
+another file format); its outputs in existing working directories are then recomputed, and so are
+the outputs of every step after it (their keys hold the paths of their inputs), while the steps
+before it stay cached. A change that leaves every output as it was (speed, messages) keeps the
+number. ``docs/working-dir.md`` says what an upgrade recomputes.
+"""
+
+STEP_VERSIONS: dict[str, int] = {
+    "resolve-model": 1,        # ace.tasks.models (loading, layer names, layouts, precision)
+    "scan-images": 1,          # ace.tasks.algorithm.images: which images a run uses
+    "load-images": 1,          # ace.tasks.algorithm.images: decoding and resizing
+    "superpixels": 1,          # ace.tasks.algorithm.superpixels
+    "embed": 1,                # ace.tasks.algorithm.embed, forward, pooled_embedding, sources, patches
+    "gradients": 1,            # ace.tasks.algorithm.embed (write_gradients), forward
+    "cluster": 1,              # ace.tasks.algorithm.cluster (cluster_embeddings)
+    "filter-concepts": 1,      # ace.tasks.algorithm.cluster (filter_concepts)
+    "concept-activations": 1,  # ace.tasks.algorithm.cav (write_concept_acts)
+    "cav-tcav": 1,             # ace.tasks.algorithm.cav (train_cav, tcav_score)
+    "statistical-test": 1,     # ace.tasks.algorithm.stats
+    "evaluate": 1,             # ace.tasks.algorithm.evaluate
+    "report": 1,               # ace.tasks.report
+}
+
+
+def step_version(step: str) -> str:
+    """``<step>@<version>``: the part of a content key that names the code that made the output."""
+    return f"{step}@{STEP_VERSIONS[step]}"

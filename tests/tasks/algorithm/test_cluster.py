@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+
+from ace.tasks.algorithm.cluster import CLUSTERING_METHODS, cluster_embeddings, filter_concepts, is_concept
+from ace.tasks.errors import ACEInputError
+
+
+def blobs(n=30, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0, 0], [10, 0], [0, 10]], np.float32)
+    x = np.concatenate([c + rng.normal(0, 0.3, (n, 2)) for c in centres]).astype(np.float32)
+    return x, np.repeat(np.arange(3), n)
+
+
+@pytest.mark.parametrize("method", CLUSTERING_METHODS)
+def test_every_method_recovers_three_blobs(method):
+    x, truth = blobs()
+    kwargs = dict(n_clusters=3, eps=1.5, min_samples=5, damping=0.9)
+    labels, cost, centers = cluster_embeddings(x, method, **kwargs)
+    assert len(centers) == 3
+    # same partition up to renaming
+    for k in range(3):
+        assert len(set(labels[truth == k])) == 1
+    assert cost.shape == (len(x),) and cost.max() < 2.0
+
+
+def test_kmeans_is_seeded_and_medoid_is_a_member():
+    x, _ = blobs()
+    a = cluster_embeddings(x, "KM", n_clusters=3, seed=3)
+    b = cluster_embeddings(x, "KM", n_clusters=3, seed=3)
+    np.testing.assert_array_equal(a[0], b[0])
+    _, _, centers = cluster_embeddings(x, "DB", eps=1.5, min_samples=5)
+    for c in centers:
+        assert np.isclose(np.abs(x - c).sum(1), 0).any()
+
+
+def test_too_few_points_and_unknown_method():
+    with pytest.raises(ACEInputError, match="--n_clusters"):
+        cluster_embeddings(np.zeros((3, 2)), "KM", n_clusters=25)
+    with pytest.raises(ACEInputError, match="KM"):
+        cluster_embeddings(np.zeros((3, 2)), "XX")
+
+
+def test_acceptance_rule():
+    # (members N, distinct images U, discovery D, min_imgs)
+    assert not is_concept(30, 30, 50, 30)  # needs more than min_imgs members
+    assert is_concept(40, 21, 50, 30)  # U > 0.5 N
+    assert not is_concept(100, 20, 100, 30)  # none of the three holds
+    assert is_concept(100, 30, 100, 30)  # U > 0.25 N and U > 0.25 D
+    assert is_concept(200, 30, 50, 30)  # U > 0.1 N and U > 0.5 D
+    assert not is_concept(400, 30, 50, 30)  # U <= 0.1 N
+
+
+def test_filter_keeps_closest_members_and_names_concepts():
+    labels = np.array([0] * 6 + [1] * 6 + [2] * 2)
+    cost = np.array([5, 1, 3, 2, 4, 0, 1, 1, 1, 1, 1, 1, 0, 0], np.float32)
+    image_index = np.array([0, 1, 2, 3, 4, 5, 0, 0, 0, 0, 0, 1, 0, 1])
+    concepts = filter_concepts(labels, cost, image_index, n_discovery=6, min_imgs=3, max_imgs=4, target_class="fire engine")
+    # cluster 0: 6 members from 6 images; cluster 1: 6 members from 2 images (2 > 0.25*6 but not > 0.25*6 D?)
+    assert [c.name for c in concepts][0] == "fire_engine_concept1"  # as the original ACE names them
+    c0 = concepts[0]
+    assert c0.cluster == 0 and c0.examples == (5, 1, 3, 2) and c0.size == 6 and c0.n_images == 6
+    assert all(c.cluster != 2 for c in concepts)  # too small
