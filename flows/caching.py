@@ -112,13 +112,14 @@ def returns_out(out):
     return out
 
 
-def run_step(fn: Callable, load: Callable, args: tuple, kwargs: dict) -> Any:
+def run_step(fn: Callable, load: Callable, args: tuple, kwargs: dict, params: list[str] | None = None) -> Any:
     """Run a step's function under a lock on its ``out`` shared by every process on the working
     directory: when two runs want the same result, one computes it and the other waits and then
     reads it with ``load(out)`` (the step's return value rebuilt from its files). Output that already
     exists (a run killed after writing it, before Prefect recorded it) is read the same way. Freed
-    memory goes back to the OS after each run that did work."""
-    params = list(inspect.signature(fn).parameters)
+    memory goes back to the OS after each run that did work. ``params``: the names of ``fn``'s
+    parameters (by default from its signature)."""
+    params = params or list(inspect.signature(fn).parameters)
     out = dict(zip(params, args), **kwargs).get("out")
     try:
         if out is None:  # nothing written: nothing to share

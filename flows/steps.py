@@ -62,9 +62,11 @@ class Step:
 
 def _step(name: str, fn: Callable, load: Callable = returns_out, cache_key_fn: Callable = params_cache_key,
           after: Callable | None = None, **options) -> Step:
+    params = list(inspect.signature(fn).parameters)
+
     def body(*args, label: str = "", **kwargs):
         current = getattr(sys.modules[fn.__module__], fn.__name__)
-        result = run_step(current, load, args, kwargs)
+        result = run_step(current, load, args, kwargs, params)
         if after is not None:
             after(inspect.signature(fn).bind(*args, **kwargs).arguments, result)
         return result
@@ -160,7 +162,7 @@ class LocalSteps:
     prefect = False
 
     def run(self, step: Step, *args, label: str, **kwargs) -> Any:
-        return run_step(step.function(), step.load, args, kwargs)
+        return run_step(step.function(), step.load, args, kwargs, list(inspect.signature(step.fn).parameters))
 
     def submit(self, step: Step, *args, label: str, **kwargs) -> _Done:
         return _Done(self.run(step, *args, label=label, **kwargs))
