@@ -238,7 +238,7 @@ def _checked_run(args: argparse.Namespace, server) -> int:
         load_labels(kwargs["labels_path"])  # a bad labels file fails every class: say so before starting
     except ACEInputError as e:
         return _error(str(e))
-    from ace.flows.server import adopt, import_while_booting, later_imports, run_settings
+    from ace.flows.server import adopt, check_reachable, import_while_booting, later_imports, run_settings
     from ace.tasks.models.zoo import model_modules
 
     server = adopt(server)
@@ -250,6 +250,10 @@ def _checked_run(args: argparse.Namespace, server) -> int:
         except RuntimeError as e:
             return _error(f"{e}\nStart one with `prefect server start` and set PREFECT_API_URL, or set "
                           "ACE_LOCAL_SERVER=0 to let Prefect start its own")
+    if server is None:  # a server of Prefect's settings, or a Dask cluster: both must answer
+        problem = check_reachable(args.dask_address)
+        if problem:
+            return _error(problem)
     with run_settings(server):
         return _run(args, kwargs)
 

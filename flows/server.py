@@ -212,3 +212,36 @@ def import_while_booting(server: CommandServer | None, modules: tuple[str, ...] 
             continue
         done.append(name)
     return done
+
+
+def check_reachable(dask_address: str | None, timeout: float = 5.0) -> str | None:
+    """Why the command cannot run, as one line, or None: the Prefect server named in Prefect's
+    settings (``PREFECT_API_URL``, a profile) does not answer ``/health``, or nothing listens at
+    ``--dask_address``. Each probe waits at most ``timeout`` seconds (two tries for the server)."""
+    from urllib.parse import urlparse
+
+    if dask_address:
+        parsed = urlparse(dask_address if "://" in dask_address else f"tcp://{dask_address}")
+        try:
+            with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 8786), timeout=timeout):
+                pass
+        except (OSError, ValueError) as e:
+            return (f"no Dask scheduler answers at --dask_address {dask_address} ({getattr(e, 'strerror', None) or e}): "
+                    "start one (`dask scheduler`, then workers) or leave --dask_address out to run here")
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().api.url
+    if not url:
+        return None
+    reason = ""
+    for _ in range(2):
+        try:
+            with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=timeout / 2) as r:
+                if r.status == 200:
+                    return None
+                reason = f"HTTP {r.status}"
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as e:
+            reason = str(getattr(e, "reason", None) or e)
+        time.sleep(0.2)
+    return (f"the Prefect server at {url} (PREFECT_API_URL or the Prefect profile) does not answer ({reason}): "
+            "start it (`prefect server start`), or unset PREFECT_API_URL to let ace start its own")

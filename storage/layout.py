@@ -15,7 +15,8 @@ Shared by every class explained in it (computed once, keyed by content):
     locks/                               lock files (one process computes a shared result)
     runs/                                flow runs in progress (to mark those of dead processes Crashed)
 
-One folder per class, written as a whole and replaced atomically by the next run of that class:
+One folder per class (its name where file-safe, else a file-safe form and a short hash of the
+name: :func:`class_folder`), written as a whole and replaced atomically by the next run of that class:
 
     classes/<class>/results_summaries/ace_results.txt   TCAV mean, std, p-value and CAV accuracy
     classes/<class>/results_summaries/ace_results.json  the same, with every per-random-set score
@@ -35,6 +36,7 @@ Nothing here deletes the working directory; files are only ever replaced atomica
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +48,16 @@ from ace.storage.keys import canonical, content_key
 def safe_name(name: str) -> str:
     """A file-system-safe version of a layer or set name (``_blocks.10`` stays readable)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+def class_folder(target_class: str) -> str:
+    """The folder name of a class: the name itself where it is file-safe (``zebra``, ``disc_square``),
+    else its file-safe form and a short hash of the name (``fire_engine-7f3a9c``), so two distinct
+    class names never share a folder."""
+    safe = safe_name(target_class)
+    if safe == target_class:
+        return safe
+    return f"{safe}-{hashlib.sha256(target_class.encode()).hexdigest()[:6]}"
 
 
 @dataclass(frozen=True)
@@ -106,17 +118,17 @@ class WorkDir:
         return self.path / "runs"
 
     def evaluation(self, target_class: str, key: str) -> Path:
-        return self.path / "cache" / "evaluations" / safe_name(target_class) / f"{key}.json"
+        return self.path / "cache" / "evaluations" / class_folder(target_class) / f"{key}.json"
 
     def scan(self, key: str) -> Path:
         return self.path / "cache" / "scans" / f"{key}.json"
 
     def report_stamp(self, target_class: str, key: str) -> Path:
-        return self.path / "cache" / "reports" / safe_name(target_class) / f"{key}.json"
+        return self.path / "cache" / "reports" / class_folder(target_class) / f"{key}.json"
 
     def target(self, target_class: str) -> "ClassDir":
         """The folder of one class's report."""
-        return ClassDir(str(self.path / "classes" / safe_name(target_class)), target_class)
+        return ClassDir(str(self.path / "classes" / class_folder(target_class)), target_class)
 
     @property
     def legacy_summary(self) -> Path:

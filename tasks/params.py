@@ -248,6 +248,7 @@ def flag_table() -> str:
                       f"one or more {_type_name(p.type).replace('list[', '').rstrip(']')}" if p.many else
                       _type_name(p.type))
             scope = "" if p.flow else " (command line only)"
-            lines.append(f"| {names} | {dflt} | {values} | {p.help}{scope} |")
+            text = p.help.replace("<", "&lt;").replace(">", "&gt;")
+            lines.append(f"| {names} | {dflt} | {values} | {text}{scope} |")
         lines.append("")
     return "\n".join(lines)

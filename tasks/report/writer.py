@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image
 
 from ace.storage.atomic import atomic_dir, file_lock, mkdirs, write_text
-from ace.storage.layout import ClassDir, WorkDir, concept_folder, safe_name
+from ace.storage.layout import ClassDir, WorkDir, class_folder, concept_folder, safe_name
 from ace.tasks.algorithm.cluster import read_concepts
 from ace.tasks.algorithm.embed import predicted_share
 from ace.tasks.algorithm.images import read_images
@@ -135,7 +135,7 @@ def write_report(workdir: str, info: RunInfo, scores: list[ConceptScore], result
     baselines = {layer: random_baseline(results, layer) for layer in info.layers}
     blocks = extra_blocks(info, scores, concepts_paths, superpixels, image_names, inputs)
     # one writer per class folder at a time (two runs of a class with other flags have other stamps)
-    with file_lock(wd.lock(f"report-{safe_name(info.target_class)}")):
+    with file_lock(wd.lock(f"report-{class_folder(info.target_class)}")):
         with atomic_dir(target.path) as tmp:
             _write_class_folder(target.rebased(tmp), info, scores, baselines, concepts_paths, images_path,
                                 superpixels, image_names, fill, blocks)

@@ -6,10 +6,13 @@ import subprocess
 import sys
 import textwrap
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from ace.flows.server import CommandServer, start_for_command
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_command_server_answers_and_stops(tmp_path, monkeypatch):
@@ -196,3 +199,31 @@ def test_flow_runs_on_the_commands_own_server_send_no_heartbeats():
     assert get_current_settings().flows.heartbeat_frequency == before
     with run_settings(None):  # a configured server keeps them: it outlives the command
         assert get_current_settings().flows.heartbeat_frequency == before
+
+
+@pytest.mark.parametrize("what", ["prefect", "dask"])
+def test_an_unreachable_server_or_scheduler_is_one_line_within_15_s(what, demo_world, tmp_path):
+    """A PREFECT_API_URL that nobody answers, or a --dask_address with no scheduler: ace: error:, exit 2."""
+    import time
+
+    from ace.flows.server import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    argv = ["--target_class", "disc_square", "--source_dir", str(demo_world), "--working_dir", str(tmp_path / "wd"),
+            "--model_to_run", "ace_demo_cnn", "--labels_path", str(demo_world / "labels.txt"),
+            "--feature_names", "block3", "--num_random_exp", "3", "--max_imgs", "6", "--min_imgs", "3"]
+    if what == "prefect":
+        env["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
+    else:
+        argv += ["--dask_address", f"tcp://127.0.0.1:{port}"]
+    start = time.monotonic()
+    out = subprocess.run([sys.executable, str(ROOT / "ace_run.py"), *argv], capture_output=True, text=True, env=env,
+                         timeout=120)
+    elapsed = time.monotonic() - start
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert lines[-1].startswith("ace: error: ") and f"127.0.0.1:{port}" in lines[-1], lines[-1]
+    assert ("Prefect server" if what == "prefect" else "Dask scheduler") in lines[-1]
+    assert elapsed < 15, elapsed
+    assert not (tmp_path / "wd" / "classes").exists()
