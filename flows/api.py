@@ -61,6 +61,9 @@ class ACE:
             raise ValueError(f"runner must be one of {', '.join(RUNNERS)}, got {runner!r}")
         kwargs = {**self.get_params(), "target_class": target_class, "source_dir": str(Path(source_dir).resolve()),
                   "working_dir": str(Path(working_dir).resolve())}
+        for name in ("labels_path", "model_path"):
+            if kwargs.get(name):
+                kwargs[name] = str(Path(kwargs[name]).expanduser().resolve())
         if runner == "prefect":
             from ace.flows.ace_flow import ace_flow
 

@@ -75,3 +75,30 @@ def test_several_classes_in_one_command_a_missing_one_fails_alone(demo_world, pr
     assert found == ["classes/disc_square/results_summaries/ace_results.json",
                      "classes/triangle_stripes/results_summaries/ace_results.json"]
     assert report(tmp_path, "disc_square")["run"]["target_class"] == "disc_square"
+
+
+def test_class_names_that_differ_only_in_punctuation_get_a_folder_each(demo_world, prefect_harness, tmp_path):
+    """``disc_square`` and ``disc square`` (both the label disc_square) in one run: two reports, each
+    naming its class; the second's folder is its file-safe name with a short hash of the name."""
+    from ace.flows.classes import ace_classes_flow
+    from ace.storage.layout import class_folder
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for sub in demo_world.iterdir():
+        (src / sub.name).symlink_to(sub)
+    (src / "disc square").symlink_to(demo_world / "disc_square")
+    wd = tmp_path / "wd"
+    results = ace_classes_flow(target_classes=["disc_square", "disc square"], source_dir=str(src), working_dir=str(wd),
+                               model_to_run="ace_demo_cnn", labels_path=str(demo_world / "labels.txt"),
+                               feature_names=["block3"], num_random_exp=3, max_imgs=8, min_imgs=4, n_clusters=6,
+                               n_jobs=2)
+    assert [r.status for r in results] == ["done", "done"]
+    assert class_folder("disc_square") == "disc_square" and class_folder("disc square").startswith("disc_square-")
+    assert len({r.report for r in results}) == 2
+    for r in results:
+        assert report(wd, class_folder(r.target_class))["run"]["target_class"] == r.target_class
+        assert Path(r.report).parent.parent.name == class_folder(r.target_class)
+    rows = (wd / "results_summaries" / "classes.tsv").read_text().splitlines()[1:]
+    assert sorted(line.split("\t")[4] for line in rows) == sorted(r.report for r in results)
+    assert {p.name for p in (wd / "classes").iterdir()} == {class_folder("disc_square"), class_folder("disc square")}
