@@ -1,37 +1,9 @@
-"""The layout of an ACE working directory.
+"""The layout of an ACE working directory: :class:`WorkDir` names every path in it, :class:`ClassDir`
+those of one class's report folder. ``docs/working-dir.md`` shows the tree and what each file holds.
 
-Shared by every class explained in it (computed once, keyed by content):
-
-    acts/<layer>/<key>.parquet           activations (full tensor, as computed: bf16 under --precision bf16;
-                                         and channel mean) of the superpixels and of each random set
-    acts/grads/<layer>/<key>.parquet     class-logit gradients of the scoring images
-    cache/images/<key>.parquet           decoded, resized uint8 images of a class's discovery / scoring set
-    cache/segments/<key>.parquet         kept superpixel masks of the discovery images
-    cache/clusters/<layer>/<key>.parquet cluster label and distance to centre per superpixel
-    cache/concepts/<layer>/<key>.json    clusters kept as concepts
-    cache/evaluations/<class>/<key>.json SSC/SDC evaluation (--evaluate, ``ace evaluate``)
-    cache/scans/<key>.json               the usable images of a source folder and their digests
-    cavs/<layer>/<random set>-<key>.npz  CAVs of every concept against one random set
-    locks/                               lock files (one process computes a shared result)
-    runs/                                flow runs in progress (to mark those of dead processes Crashed)
-
-One folder per class (its name where file-safe, else a file-safe form and a short hash of the
-name: :func:`class_folder`), written as a whole and replaced atomically by the next run of that class:
-
-    classes/<class>/results_summaries/ace_results.txt   TCAV mean, std, p-value and CAV accuracy
-    classes/<class>/results_summaries/ace_results.json  the same, with every per-random-set score
-    classes/<class>/results_summaries/evaluation.json   SSC/SDC (--evaluate, ``ace evaluate``)
-    classes/<class>/results/<layer>.png                 concept galleries
-    classes/<class>/index.html                          the HTML report (relative links, no network)
-    classes/<class>/concepts/images/                    the discovery images
-    classes/<class>/concepts/<layer>_<class>_concept<k>/  each concept's superpixels and patches
-
-    results_summaries/ace_results.txt    a link to the report of the first class explained here,
-                                         where the original script's users look for it
-    results_summaries/classes.tsv        every class explained here: status and report path
-    index.html                           a link to every class's HTML report
-
-Nothing here deletes the working directory; files are only ever replaced atomically.
+Everything that does not depend on the class (activations, CAVs, caches) is shared by the classes
+explained in the directory and keyed by content; each class's report is one folder
+(:func:`class_folder`), written as a whole and replaced atomically. Nothing here deletes anything.
 """
 
 from __future__ import annotations

@@ -1,26 +1,12 @@
 """Step 7, report: the report of one class, in its own folder of the working directory.
 
-Files written under ``<working_dir>/classes/<class>/`` (see :mod:`ace.storage.layout`), all at
-once: the folder is built aside and swapped in, so a report never mixes two runs and concept
-folders of an earlier run with other flags do not linger:
-
-* ``concepts/images/<i>.png``: the discovery images (model input size);
-* ``concepts/<layer>_<class>_concept<k>/superpixels/<k>_<image>.png`` and ``.../patches/...``: each
-  significant concept's examples, nearest to the cluster centre first;
-* ``concepts/<layer>_<class>_concept<k>/where/...``: the first 10 examples in their image (the rest
-  dimmed, the segment outlined);
-* ``results/<layer>.png``: 10 examples per significant concept, highest mean TCAV first (top row
-  the superpixel, bottom row where it sits in its image);
-* ``index.html``: the HTML report (:mod:`ace.tasks.report.html`), relative links to the files above;
-* ``results_summaries/evaluation.json``: the SSC/SDC evaluation, when it was run
-  (:mod:`ace.tasks.algorithm.evaluate`);
-* ``results_summaries/ace_results.txt`` (and ``ace_results.json``): per significant concept, highest
-  mean TCAV first, the mean CAV accuracy and ``layer:concept:mean TCAV,std,p-value``; then the
-  random_discovery baseline and the concepts that were not significant.
-
-Beside them, shared by the classes of the working directory: ``results_summaries/classes.tsv`` (a
-line per class), ``index.html`` (a link per class) and ``results_summaries/ace_results.txt``, a link to the first class's summary
-where users of the original script look for it.
+The folder (``classes/<class>/``, see ``docs/working-dir.md`` and :class:`ace.storage.layout.ClassDir`)
+is written all at once: built aside and swapped in, so a report never mixes two runs and concept
+folders of an earlier run with other flags do not linger. It holds the summary (``ace_results.txt``
+and ``.json``), each significant concept's examples (superpixels, patches, "where" images), the
+galleries, the evaluation when there is one, and the HTML page (:mod:`ace.tasks.report.html`).
+Beside it, shared by the classes of the working directory: ``results_summaries/classes.tsv``,
+``index.html`` and the legacy ``results_summaries/ace_results.txt`` link.
 """
 
 from __future__ import annotations

@@ -177,3 +177,19 @@ def test_swin_run_clusters_channel_embeddings(prefect_harness, demo_world, tmp_p
     assert len(shapes) >= 4 and all(s[1:] == (384,) for s in shapes)  # and every random set's
     page = (wd / "classes" / "disc_square" / "index.html").read_text()
     assert "features.5: nhwc" in page
+
+
+def test_the_docs_tree_names_what_a_run_writes(demo_run):
+    """Every folder and file a run leaves at the top two levels of the working dir is in
+    docs/working-dir.md's tree."""
+    kwargs, _ = demo_run
+    root = Path(__file__).resolve().parents[2]
+    tree = (root / "docs" / "working-dir.md").read_text().split("```\nSAVE_DIR/", 1)[1].split("```", 1)[0]
+    wd = Path(kwargs["working_dir"])
+    for p in wd.iterdir():
+        assert p.name in tree, p.name
+        if p.is_dir() and p.name in ("cache", "acts", "results_summaries"):
+            for q in p.iterdir():
+                if q.name in ("grads",) or q.is_dir() and p.name == "acts":
+                    continue  # acts/<layer>/
+                assert f"{p.name}/{q.name}" in tree, f"{p.name}/{q.name}"
