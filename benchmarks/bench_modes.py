@@ -106,7 +106,7 @@ def floor(a, n_inputs: int, precision: str, embedding: str) -> float:
     """Seconds for ``n_inputs`` forward passes alone (random inputs, same batch size and precision)."""
     import torch
 
-    from ace.tasks.algorithm.embed import layer_activations
+    from ace.tasks.algorithm.forward import layer_activations
     from ace.tasks.models.loader import compute_device, resolve, using_model
     from ace.tasks.models.precision import autocast, resolve_precision
 
