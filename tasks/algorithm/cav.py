@@ -42,7 +42,7 @@ def gram_coordinates(k_train: np.ndarray, k_cross: np.ndarray, rel_tol: float = 
 
 
 def fit_in_span(k_train: np.ndarray, y_train: np.ndarray, k_test: np.ndarray, y_test: np.ndarray, solver: str = default("cav_solver"),
-                seed: int = 0, alpha: float = 0.01, max_iter: int = 1000, tol: float = 1e-3
+                seed: int = default("seed"), alpha: float = 0.01, max_iter: int = 1000, tol: float = 1e-3
                 ) -> tuple[np.ndarray, float, float]:
     """Fit the CAV's linear classifier from Gram matrices (see :func:`train_cav`).
 

@@ -1,0 +1,1 @@
+"""Models: any classifier by name with its weights and preprocessing, its layers, layouts and precision."""

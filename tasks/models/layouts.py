@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ace.tasks.errors import ACEInputError
-from ace.tasks.params import choices
+from ace.tasks.params import choices, default
 
 LAYOUTS = choices("layout")
 MAX_PREFIX_TOKENS = 8  # class and register/distillation tokens before the patch grid
@@ -36,7 +36,7 @@ def _channels_last_model(model) -> bool:
     return swin is not None and isinstance(model, swin.SwinTransformer)
 
 
-def detect_layout(shape: tuple[int, ...], model=None, requested: str = "auto", layer: str = "") -> str:
+def detect_layout(shape: tuple[int, ...], model=None, requested: str = default("layout"), layer: str = "") -> str:
     """The layout of a layer output of ``shape`` (batch first). ``requested`` (``--layout``) wins where
     it fits the shape; ``auto`` uses the model's type, then the shape: with 4 dimensions the two
     equal ones are the grid ((N, C, 14, 14) is NCHW, (N, 14, 14, C) channels last)."""

@@ -62,7 +62,7 @@ class ModelSpec:
         found = dict(self.layouts).get(layer)
         return found if found else detect_layout(tuple(shape))
 
-    def fill_value(self, mode: str = "mean") -> tuple[float, float, float]:
+    def fill_value(self, mode: str = default("fill")) -> tuple[float, float, float]:
         """Patch fill colour in [0, 1]: ``"mean"`` maps to zero after normalisation; ``"parity"``
         is the original ACE's 117/255."""
         if mode == "mean":

@@ -1,0 +1,1 @@
+"""The report of a class (summary, galleries, HTML page) and its results as Python objects."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ace.tasks.params import default
+
 
 @dataclass(frozen=True)
 class ReportInputs:
@@ -30,5 +32,5 @@ class RunInfo:
     alpha: float
     correction: str
     scoring_accuracy: float = float("nan")
-    test: str = "two-sided"
+    test: str = default("test")
     settings: tuple[tuple[str, str], ...] = ()  # more of the run's flags, shown in the HTML report

@@ -57,7 +57,10 @@ def test_every_task_run_is_named_for_what_it_works_on(two_runs):
     expected |= {f"embed-random500_{i}-block3" for i in range(3)}
     expected |= {f"cav-tcav-disc_square-block3-random500_{i}" for i in range(3)}
     assert set(first) == expected, sorted(set(first) ^ expected)
-    assert set(first.values()) == {"Completed"}
+    # in a fresh working dir every step that writes files runs; the model's resolution and the scan are
+    # cached by the server across working dirs (another test may have made them)
+    cached = {n for n, state in first.items() if state != "Completed"}
+    assert cached <= {"resolve-model-ace_demo_cnn-disc_square", "scan-images-disc_square"}, first
 
 
 def test_a_changed_step_recomputes_itself_and_its_dependants_only(two_runs):
