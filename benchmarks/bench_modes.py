@@ -27,6 +27,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from ace.tasks.versions import STEP_VERSIONS
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_SOURCE = HERE.parent.parent / "shared" / "data" / "imagenet_zebra"
 LABELS = HERE.parent.parent / "shared" / "data" / "imagenet_class_index.json"
@@ -62,9 +64,10 @@ def cav_seconds(log: str) -> float:
     """From the end of the step before the CAV tasks to the last CAV task's end (log timestamps)."""
     stamps = []
     for line in log.splitlines():
-        m = re.match(r"(\d\d:\d\d:\d\d\.\d+) \| INFO .*Task run '([a-z-]+)-\w+' - Finished", line)
-        if m:
-            stamps.append((datetime.strptime(m[1], "%H:%M:%S.%f"), m[2]))
+        m = re.match(r"(\d\d:\d\d:\d\d\.\d+) \| INFO .*Task run '([^']+)' - Finished", line)
+        if m:  # task runs are named <step>-<what it works on>
+            step = next((s for s in sorted(STEP_VERSIONS, key=len, reverse=True) if m[2].startswith(s + "-")), m[2])
+            stamps.append((datetime.strptime(m[1], "%H:%M:%S.%f"), step))
     cav = [t for t, name in stamps if name == "cav-tcav"]
     before = [t for t, name in stamps if name != "cav-tcav" and cav and t <= cav[0]]
     return (cav[-1] - before[-1]).total_seconds() if cav and before else float("nan")

@@ -2,6 +2,7 @@
 version (a changed step and the steps after it recompute; the rest stay Cached)."""
 
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,13 @@ def _task_runs(flow_run_id) -> dict[str, str]:
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
+    deadline = time.monotonic() + 60
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+        while True:  # task run states reach the server as events, shortly after the flow run ends
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+            if all(r.state is not None and r.state.is_final() for r in runs) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         flow_run = client.read_flow_run(flow_run_id)
     return flow_run.name, {r.name: r.state.name for r in runs}
 
