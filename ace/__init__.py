@@ -7,6 +7,7 @@ The public Python API (see ``docs/python.md``)::
 
 * :class:`ACE`: the estimator (parameters in ``__init__``, :meth:`ACE.fit` runs the cached flow);
 * :func:`load`: a finished class of a working directory as an :class:`ACEResult`;
+* :func:`explain_images`: concept maps and weights of any images (:class:`ImageExplanation`);
 * :class:`ACEResult`, :class:`ConceptResult`, :class:`Evaluation`: the results, as dataclasses;
 * :data:`PARAMS`: every run parameter (name, type, default, choices, help).
 
@@ -15,9 +16,10 @@ Names are imported on first use, so ``import ace.tasks...`` (the pure steps) sta
 
 import importlib
 
-__all__ = ["ACE", "load", "ACEResult", "ConceptResult", "Evaluation", "PARAMS"]
+__all__ = ["ACE", "load", "explain_images", "ACEResult", "ConceptResult", "Evaluation", "ImageExplanation", "PARAMS"]
 
-_WHERE = {"ACE": "ace.flows.api", "load": "ace.flows.api", "ACEResult": "ace.tasks.report.results",
+_WHERE = {"ACE": "ace.flows.api", "load": "ace.flows.api", "explain_images": "ace.flows.api",
+          "ImageExplanation": "ace.tasks.report.results", "ACEResult": "ace.tasks.report.results",
           "ConceptResult": "ace.tasks.report.results", "Evaluation": "ace.tasks.report.results",
           "PARAMS": "ace.tasks.params"}
 

@@ -20,6 +20,7 @@ runner="local")`` without.
 """
 
 import json
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -33,6 +34,8 @@ from ace.flows.steps import (CAV_TCAV, CLUSTER, CONCEPT_ACTS, EMBED, EVALUATE, F
                              outputs_exist, run_label)
 from ace.storage.layout import WorkDir
 from ace.tasks.algorithm.sources import ImageFiles, Superpixels
+from ace.tasks.algorithm.stats import ConceptScore
+from ace.tasks.models.loader import ModelSpec
 from ace.tasks.params import check_parameters, parse_layers
 from ace.tasks.report.info import ReportInputs, RunInfo
 from ace.tasks.versions import step_version as v
@@ -59,6 +62,30 @@ def explain_locally(params: dict[str, Any]) -> str:
 def explain(params: dict[str, Any], steps) -> str:
     """The seven steps for one class; ``steps`` runs them (:mod:`ace.flows.steps`). Returns the path
     of the class's ``ace_results.txt``."""
+    return class_run(params, steps).summary
+
+
+@dataclass(frozen=True)
+class ClassRun:
+    """What a class's run made (paths, small things): what explaining other images with its concepts needs."""
+
+    summary: str
+    spec: ModelSpec
+    layers: tuple[str, ...]
+    class_idx: int
+    fill: tuple[float, float, float]
+    superpixel_method: str
+    embedding: str
+    batch_size: int
+    clusters: dict[str, str]
+    concepts: dict[str, str]
+    superpixel_acts: dict[str, str]
+    cavs: dict[str, tuple[str, ...]]
+    tested: tuple[ConceptScore, ...]
+
+
+def class_run(params: dict[str, Any], steps) -> ClassRun:
+    """:func:`explain`, returning everything the run made."""
     recorded = json.dumps({k: v for k, v in params.items() if k != "n_jobs"}, sort_keys=True)
     params["n_jobs"] = check_parameters(**params)
     params["feature_names"] = parse_layers(params["feature_names"])
@@ -69,7 +96,7 @@ def explain(params: dict[str, Any], steps) -> str:
         return _seven_steps(wd, p, steps, recorded)
 
 
-def _seven_steps(wd: WorkDir, p: SimpleNamespace, steps, recorded: str) -> str:
+def _seven_steps(wd: WorkDir, p: SimpleNamespace, steps, recorded: str) -> ClassRun:
     cls = p.target_class
     alpha = p.alpha if p.stat_testing_filter else 1.0
 
@@ -180,4 +207,7 @@ def _seven_steps(wd: WorkDir, p: SimpleNamespace, steps, recorded: str) -> str:
                         grads[layers[0]], list(sets.discovery.files), fill_rgb, inputs, out=report_out, label=cls)
     kept = sum(t.significant for t in tested)
     print(f"ACE found {kept} significant concepts of {len(tested)} for '{cls}'. Report: {summary}")
-    return summary
+    return ClassRun(summary, spec, tuple(layers), model.class_idx, fill_rgb, p.superpixel_method, p.embedding,
+                    p.batch_size, cluster_paths, concepts, acts["superpixels"],
+                    {layer: tuple(o for (l, _), o in zip(jobs, cav_outs) if l == layer) for layer in layers},
+                    tuple(tested))

@@ -14,11 +14,12 @@ working directory: a second ``fit`` of the same class and parameters recomputes 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from ace.tasks.params import FLOW_PARAMS, default, parse_layers
-from ace.tasks.report.results import ACEResult
+from ace.tasks.report.results import ACEResult, ImageExplanation
 
 RUNNERS = ("prefect", "local")
 _FIT_ARGS = ("target_class", "source_dir", "working_dir")
@@ -78,6 +79,30 @@ class ACE:
     def __repr__(self) -> str:
         extra = "".join(f", {k}={v!r}" for k, v in self.params.items())
         return f"ACE(model={self.model!r}, layers={self.layers!r}{extra})"
+
+
+def explain_images(working_dir: str | Path, target_class: str, images: list[str | Path] | str | Path,
+                   runner: str = "prefect") -> list[ImageExplanation]:
+    """Concept maps and concept weights of ``images`` (files or folders) with the concepts of
+    ``target_class`` as its run in ``working_dir`` found them (``ace explain-images``); one
+    :class:`ace.ImageExplanation` per image and layer."""
+    if runner not in RUNNERS:
+        raise ValueError(f"runner must be one of {', '.join(RUNNERS)}, got {runner!r}")
+    paths = [str(Path(p).resolve()) for p in ([images] if isinstance(images, (str, Path)) else images)]
+    wd = str(Path(working_dir).resolve())
+    if runner == "prefect":
+        from ace.flows.images_flow import explain_images_flow as run
+    else:
+        from ace.flows.images_flow import explain_images_locally as run
+    page = Path(run(target_class=target_class, working_dir=wd, images=paths))
+    return [ImageExplanation.load(p) for p in sorted(page.parent.glob("*/*/map.json"))
+            if json.loads(p.read_text())["image"] in set(_files(paths))]
+
+
+def _files(paths: list[str]) -> list[str]:
+    from ace.tasks.algorithm.images import image_files
+
+    return [f for f, _, _ in image_files(paths)]
 
 
 def load(working_dir: str | Path, target_class: str) -> ACEResult:

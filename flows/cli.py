@@ -90,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add(ev, "working_dir", required=True, help="the working directory of the run")
     _add(ev, "target_class", required=True, help="the class whose report to evaluate")
     _common(ev)
+    ex = sub.add_parser("explain-images", help="concept maps and concept weights of any images, with the concepts "
+                                               "of a class explained in --working_dir")
+    _add(ex, "working_dir", required=True, help="the working directory of the class's run")
+    _add(ex, "target_class", required=True, help="the class whose concepts to look for")
+    ex.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files, or folders of images")
+    _common(ex)
     demo = sub.add_parser("demo", help="run ACE offline on a generated world with the shipped demo CNN")
     _add(demo, "working_dir", default="ace_demo", help="where the world, caches and results go")
     _common(demo)
@@ -127,20 +133,9 @@ def run_kwargs(args: argparse.Namespace) -> dict:
 
 def evaluate_kwargs(working_dir: str, target_class: str) -> dict:
     """The parameters of a class's finished run (from its ace_results.json), with ``evaluate`` on."""
-    import json
+    from ace.tasks.report.results import recorded_parameters
 
-    from ace.storage.layout import WorkDir
-    from ace.tasks.errors import ACEInputError
-
-    report = WorkDir(str(Path(working_dir).resolve())).target(target_class).summary_json
-    if not report.is_file():
-        raise ACEInputError(f"no report of class {target_class!r} in --working_dir {working_dir} ({report} is "
-                            "missing): run `ace run` for it first")
-    params = json.loads(report.read_text()).get("parameters")
-    if not params:
-        raise ACEInputError(f"{report} was written by an older version that did not record its parameters: run "
-                            "its `ace run` command again with --evaluate")
-    return {**params, "evaluate": True}
+    return {**recorded_parameters(working_dir, target_class), "evaluate": True}
 
 
 def demo_kwargs(working_dir: str) -> dict:
@@ -229,8 +224,15 @@ def _checked_run(args: argparse.Namespace, server) -> int:
     from ace.tasks.params import check_parameters
 
     try:
-        kwargs = (run_kwargs(args) if args.command == "run" else evaluate_kwargs(args.working_dir, args.target_class)
-                  if args.command == "evaluate" else demo_kwargs(args.working_dir))
+        if args.command == "explain-images":
+            from ace.tasks.algorithm.images import image_files
+            from ace.tasks.report.results import recorded_parameters
+
+            kwargs = recorded_parameters(args.working_dir, args.target_class)
+            image_files(args.images)  # missing files or folders: say so before starting
+        else:
+            kwargs = (run_kwargs(args) if args.command == "run" else evaluate_kwargs(args.working_dir, args.target_class)
+                      if args.command == "evaluate" else demo_kwargs(args.working_dir))
         kwargs["n_jobs"] = n_jobs(args)
         check_parameters(**kwargs)
         from ace.tasks.models.loader import load_labels
@@ -262,6 +264,17 @@ def _run(args: argparse.Namespace, kwargs: dict) -> int:
     from ace.tasks.errors import ACEInputError
 
     runner = task_runner(args.num_parallel_runs, args.dask_address)
+    if args.command == "explain-images":
+        from ace.flows.images_flow import explain_images_flow
+
+        try:
+            page = explain_images_flow.with_options(task_runner=runner)(
+                target_class=args.target_class, working_dir=str(Path(args.working_dir).resolve()),
+                images=[str(Path(i).resolve()) for i in args.images])
+        except ACEInputError as e:
+            return _error(str(e))
+        print(f"Concept maps: {page}")
+        return 0
     if isinstance(kwargs["target_class"], list):
         from ace.flows.classes import ace_classes_flow, summary_table
 

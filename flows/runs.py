@@ -101,7 +101,9 @@ def note_code_versions(wd: WorkDir) -> list[str]:
         before = None
     if before is None and any(wd.path.glob("classes/*/results_summaries/ace_results.json")):
         before = {}  # made by a version that did not record its steps' versions
-    changed = [] if before is None else [s for s, n in STEP_VERSIONS.items() if before.get(s) != n]
+    # a step the record does not name is new (nothing of it can be here), unless the record is a legacy {}
+    changed = [] if before is None else [s for s, n in STEP_VERSIONS.items()
+                                         if before.get(s) != n and (s in before or not before)]
     if changed:
         lines = ", ".join(f"{s} ({before.get(s, 'unversioned')} -> {STEP_VERSIONS[s]})" for s in changed)
         kept = [s for s in STEP_VERSIONS if s not in changed]

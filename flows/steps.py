@@ -32,10 +32,10 @@ from ace.flows.artifacts import publish_artifacts, results_with_progress
 from ace.flows.caching import (fresh, map_fresh, outputs_exist, params_cache_key, retry_unless_input_error,
                                returns_out, run_step)
 from ace.storage.keys import content_key
-from ace.tasks.algorithm import cav, cluster, embed, evaluate, images, stats, superpixels
+from ace.tasks.algorithm import cav, cluster, concept_maps, embed, evaluate, images, stats, superpixels
 from ace.tasks.models import loader
 from ace.tasks.models.loader import weights_stamp
-from ace.tasks.report import writer
+from ace.tasks.report import image_page, writer
 from ace.tasks.versions import STEP_VERSIONS
 
 
@@ -118,6 +118,9 @@ CAV_TCAV = _step("cav-tcav", cav.score_random_set, load=cav.read_random_set_scor
 STATISTICAL_TEST = _step("statistical-test", stats.significance)
 EVALUATE = _step("evaluate", evaluate.evaluate_concepts)
 REPORT = _step("report", writer.write_report, load=writer.read_stamp, after=_publish)
+CONCEPT_TABLE = _step("concept-table", concept_maps.write_concept_table)
+EXPLAIN_IMAGE = _step("explain-image", image_page.explain_image_file, load=image_page.read_image_stamp)
+IMAGES_PAGE = _step("images-page", image_page.write_images_index, cache_key_fn=lambda *_: None)
 
 
 def run_label(*parts: Any) -> str:

@@ -92,6 +92,14 @@ class WorkDir:
     def evaluation(self, target_class: str, key: str) -> Path:
         return self.path / "cache" / "evaluations" / class_folder(target_class) / f"{key}.json"
 
+    def concept_table(self, layer: str, key: str) -> Path:
+        """A layer's significant concepts as ``ace explain-images`` uses them (centres, radii, CAVs)."""
+        return self.path / "cache" / "concept_tables" / safe_name(layer) / f"{key}.npz"
+
+    def image_stamp(self, target_class: str, key: str) -> Path:
+        """The stamp saying an image's concept map in the class folder is current."""
+        return self.path / "cache" / "image_maps" / class_folder(target_class) / f"{key}.json"
+
     def scan(self, key: str) -> Path:
         return self.path / "cache" / "scans" / f"{key}.json"
 
@@ -147,6 +155,11 @@ class ClassDir:
     @property
     def evaluation_json(self) -> Path:
         return self.path / "results_summaries" / "evaluation.json"
+
+    @property
+    def images_dir(self) -> Path:
+        """``images/``: the concept maps of ``ace explain-images``, one folder per layer and image."""
+        return self.path / "images"
 
     @property
     def page(self) -> Path:

@@ -21,6 +21,9 @@ STEP_VERSIONS: dict[str, int] = {
     "statistical-test": 1,     # ace.tasks.algorithm.stats
     "evaluate": 1,             # ace.tasks.algorithm.evaluate
     "report": 1,               # ace.tasks.report
+    "concept-table": 1,        # ace.tasks.algorithm.concept_maps (write_concept_table)
+    "explain-image": 1,        # ace.tasks.algorithm.concept_maps, ace.tasks.report.image_page
+    "images-page": 1,          # ace.tasks.report.image_page (write_images_index)
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -263,6 +264,29 @@ def scan_source(source_dir: str, target_class: str, num_random_exp: int, max_img
         _warn_if_weak(d, len(rs), max_imgs)
         randoms.append(rs)
     return SourceSets(discovery, scoring, random_discovery, tuple(randoms))
+
+
+def image_files(paths: list[str]) -> list[tuple[str, str, str]]:
+    """The image files named by ``paths`` (files, or folders of images, sorted): ``(path, digest, stem)``
+    each, the stem made unique (``name``, ``name-2``, ...) for the output folders."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += list_image_files(p, "the images to explain")
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise ACEInputError(f"image {p} does not exist: name image files or folders of images")
+    if not files:
+        raise ACEInputError(f"no image files in {', '.join(map(str, paths))}: name image files or folders of images")
+    out, seen = [], {}
+    for f in files:
+        stem = safe_stem = re.sub(r"[^A-Za-z0-9._-]+", "_", f.stem) or "image"
+        seen[safe_stem] = seen.get(safe_stem, 0) + 1
+        if seen[safe_stem] > 1:
+            stem = f"{safe_stem}-{seen[safe_stem]}"
+        out.append((str(f.resolve()), file_digest(f), stem))
+    return out
 
 
 def write_images(images: ImageSet, size: int, resize: str, out: str) -> str:

@@ -235,3 +235,61 @@ class ACEResult:
     def __repr__(self) -> str:
         return (f"ACEResult({self.target_class!r}: {len(self.raising)} concepts raise the class, {len(self.lowering)} "
                 f"lower it, {len(self.concepts)} in all; report {self.report_page})")
+
+
+def recorded_parameters(working_dir: str | Path, target_class: str) -> dict[str, Any]:
+    """The parameters of a class's finished run, as its ``ace_results.json`` recorded them (raises
+    :class:`ace.tasks.errors.ACEInputError` naming what to do when there is none)."""
+    from ace.tasks.errors import ACEInputError
+
+    report = WorkDir(str(Path(working_dir).resolve())).target(target_class).summary_json
+    if not report.is_file():
+        raise ACEInputError(f"no report of class {target_class!r} in --working_dir {working_dir} ({report} is "
+                            "missing): run `ace run` for it first")
+    params = json.loads(report.read_text()).get("parameters")
+    if not params:
+        raise ACEInputError(f"{report} was written by an older version that did not record its parameters: run "
+                            "its `ace run` command again")
+    return params
+
+
+@dataclass(frozen=True)
+class ImageExplanation:
+    """One image explained with a class's concepts (``ace explain-images``; files in ``folder``):
+    ``concepts`` as in its ``map.json`` (label, concept, direction, area_share, occlusion,
+    occlusion_logit, kept, gradient, colour)."""
+
+    image: str
+    layer: str
+    target_class: str
+    probability: float
+    logit: float
+    concepts: tuple[dict, ...]
+    folder: str
+
+    @classmethod
+    def load(cls, map_json: str | Path) -> "ImageExplanation":
+        d = json.loads(Path(map_json).read_text())
+        return cls(d["image"], d["layer"], d["target_class"], d["probability"], d["logit"], tuple(d["concepts"]),
+                   str(Path(map_json).parent))
+
+    def concept_map(self) -> np.ndarray:
+        """(H, W) uint8 labels at the image's size: 0 no concept, k the k-th of ``concepts``."""
+        from PIL import Image
+
+        return np.asarray(Image.open(Path(self.folder) / "map.png"))
+
+    def overlay(self) -> np.ndarray:
+        from PIL import Image
+
+        return np.asarray(Image.open(Path(self.folder) / "overlay.png").convert("RGB"))
+
+    def _repr_html_(self) -> str:
+        png = base64.b64encode((Path(self.folder) / "overlay.png").read_bytes()).decode()
+        rows = "".join(f"<tr><td style=\"color:{c['colour']}\">&#9632;</td><td>{html.escape(c['concept'])}</td>"
+                       f"<td>{c['area_share']:.0%}</td><td>{c['occlusion']:+.3f}</td><td>{c['gradient']:+.4f}</td></tr>"
+                       for c in self.concepts)
+        return (f"<div><b>{html.escape(Path(self.image).name)}</b> ({html.escape(self.layer)}; class probability "
+                f"{self.probability:.3f})<br><img src=\"data:image/png;base64,{png}\" style=\"max-width:480px\">"
+                "<table><tr><th></th><th>concept</th><th>area</th><th>occlusion</th><th>gradient</th></tr>"
+                f"{rows}</table></div>")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -28,6 +29,7 @@ from ace.tasks.algorithm.images import read_images
 from ace.tasks.algorithm.evaluate import evaluation_lines
 from ace.tasks.algorithm.groundtruth import ground_truth_lines
 from ace.tasks.report.html import ConceptView, class_page, index_page
+from ace.tasks.report.image_page import link_images_page
 from ace.tasks.report.info import ReportInputs, RunInfo
 from ace.tasks.algorithm.patches import highlight, make_patch, make_superpixel
 from ace.tasks.report.png import save_png, to_uint8
@@ -125,6 +127,9 @@ def write_report(workdir: str, info: RunInfo, scores: list[ConceptScore], result
         with atomic_dir(target.path) as tmp:
             _write_class_folder(target.rebased(tmp), info, scores, baselines, concepts_paths, images_path,
                                 superpixels, image_names, fill, blocks)
+            if (target.path / "images").is_dir():  # the maps of ace explain-images stay (hard links)
+                shutil.copytree(target.path / "images", Path(tmp) / "images", copy_function=os.link)
+                link_images_page(target.rebased(tmp).page)
         for stale in Path(stamp).parent.glob("*.json"):  # only the latest stamp says the folder is current
             if stale.name != Path(stamp).name:
                 stale.unlink(missing_ok=True)

@@ -36,6 +36,10 @@ STEP_CODE = {
     "cav-tcav": ["tasks/algorithm/cav.py"],
     "statistical-test": ["tasks/algorithm/stats.py"],
     "evaluate": ["tasks/algorithm/evaluate.py", "tasks/algorithm/patches.py", "tasks/algorithm/forward.py"],
+    "concept-table": ["tasks/algorithm/concept_maps.py"],
+    "explain-image": [*EMBEDDING, "tasks/algorithm/concept_maps.py", "tasks/report/image_page.py",
+                      "tasks/algorithm/superpixels.py", "tasks/algorithm/evaluate.py"],
+    "images-page": ["tasks/report/image_page.py"],
     "report": [*sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tasks" / "report").glob("*.py")),
                "tasks/algorithm/groundtruth.py", "tasks/algorithm/patches.py"],
 }
