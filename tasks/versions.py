@@ -19,8 +19,8 @@ STEP_VERSIONS: dict[str, int] = {
     "concept-activations": 1,  # ace.tasks.algorithm.cav (write_concept_acts)
     "cav-tcav": 1,             # ace.tasks.algorithm.cav (train_cav, tcav_score)
     "statistical-test": 1,     # ace.tasks.algorithm.stats
-    "evaluate": 1,             # ace.tasks.algorithm.evaluate
-    "report": 1,               # ace.tasks.report
+    "evaluate": 2,             # ace.tasks.algorithm.evaluate, fidelity (2: completeness, C-Deletion/Insertion)
+    "report": 2,               # ace.tasks.report (2: link to images/, completeness and fidelity)
     "concept-table": 1,        # ace.tasks.algorithm.concept_maps (write_concept_table)
     "explain-image": 1,        # ace.tasks.algorithm.concept_maps, ace.tasks.report.image_page
     "images-page": 1,          # ace.tasks.report.image_page (write_images_index)

@@ -32,12 +32,12 @@ import torch
 from PIL import Image
 
 from ace.tasks.algorithm.evaluate import assign
-from ace.tasks.algorithm.forward import class_logit_gradients, layer_activations, to_input
+from ace.tasks.algorithm.forward import class_logit_gradients, class_outputs, layer_activations, to_input
 from ace.tasks.algorithm.patches import make_patch, make_superpixel
 from ace.tasks.algorithm.pooled_embedding import mask_weights, pool_feature_map
 from ace.tasks.algorithm.superpixels import superpixel_masks
 from ace.tasks.models.layouts import channel_mean, grid_sum, to_grid
-from ace.tasks.models.loader import ModelSpec, model_device, output_logits, using_model
+from ace.tasks.models.loader import ModelSpec, model_device, using_model
 from ace.tasks.models.precision import autocast
 
 
@@ -93,19 +93,6 @@ def to_original_size(label: np.ndarray, original: tuple[int, int], resize: str) 
     return out
 
 
-def class_probabilities(spec: ModelSpec, images: np.ndarray, class_idx: int, batch_size: int
-                        ) -> tuple[np.ndarray, np.ndarray]:
-    """(class probability, class logit) of each uint8 image (fp32)."""
-    probs, logits = [], []
-    with using_model(spec) as model, torch.inference_mode():
-        device = model_device(model)
-        for start in range(0, len(images), batch_size):
-            out = output_logits(model(to_input(images[start:start + batch_size], spec, device))).float()
-            probs.append(torch.softmax(out, 1)[:, class_idx].cpu().numpy())
-            logits.append(out[:, class_idx].cpu().numpy())
-    return np.concatenate(probs), np.concatenate(logits)
-
-
 def layer_gradient(spec: ModelSpec, layer: str, image: np.ndarray, class_idx: int, embedding: str) -> np.ndarray:
     """The class-logit gradient at ``layer`` (flattened; summed over the grid under ``pooled``), fp32."""
     with using_model(spec) as model:
@@ -147,7 +134,7 @@ def explain_image(spec: ModelSpec, layer: str, image: np.ndarray, method: str, e
         label[full == j + 1] = new
     regions = [label == new for new in range(1, len(present) + 1)]
     variants = [image] + [make_patch(image, ~r, fill) for r in regions] + [make_patch(image, r, fill) for r in regions]
-    probs, logits = class_probabilities(spec, np.stack(variants), class_idx, batch_size)
+    probs, logits = class_outputs(spec, np.stack(variants), class_idx, batch_size)
     grad = layer_gradient(spec, layer, image, class_idx, embedding) if present else np.zeros(0, np.float32)
     n = len(present)
     weights = []

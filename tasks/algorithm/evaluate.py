@@ -28,6 +28,8 @@ import numpy as np
 import torch
 
 from ace.storage.atomic import write_text
+from ace.tasks.algorithm.fidelity import concept_regions, fidelity
+from ace.tasks.algorithm.forward import class_outputs
 from ace.tasks.params import default
 from ace.tasks.algorithm.stats import ConceptScore
 
@@ -135,6 +137,15 @@ def evaluate_concepts(spec, layer: str, images_path: str, segments_path: str, sc
             for name, kept in (("ssc", keep), ("sdc", ~keep)):
                 a, p = class_scores(spec, make_patch(images, kept, fill), class_idx)
                 result[name + suffix].append({"k": k, "accuracy": a, "probability": p})
+    # completeness and C-Deletion / C-Insertion over every significant concept of the layer
+    significant = [n for n, s in by_name.items() if s.significant and n in concepts]
+    centres, radii = concept_centres(np.asarray(ArrayTable(discovery_acts).read("mean"), np.float64), labels,
+                                     [concepts[n].cluster for n in significant])
+    regions = concept_regions(masks, image_index, assign(np.asarray(ArrayTable(scoring_acts).read("mean")), centres,
+                                                         radii), len(images), len(significant))
+    result["fidelity"] = {"concepts": significant, **fidelity(
+        lambda batch: class_outputs(spec, batch, class_idx, default("batch_size"), spec.precision)[0], images, regions,
+        [by_name[n].tcav_mean for n in significant], fill, seed)}
     write_text(out, json.dumps(result, indent=1))
     return out
 
@@ -150,4 +161,11 @@ def evaluation_lines(ev: dict) -> list[str]:
                      f"{s['probability']:.2f} ({sr['probability']:.2f}) / {d['probability']:.2f} ({dr['probability']:.2f})")
     if not ev["ssc"]:
         lines.append("  no significant concept raises the class: nothing to evaluate")
+    fid = ev.get("fidelity")
+    if fid:
+        lines.append(f"Completeness of the {len(fid['concepts'])} significant concepts: {fid['completeness']:.3f} "
+                     f"(class probability {fid['concepts_only']:.3f} with only them kept, {fid['probability']:.3f} whole, "
+                     f"{fid['blank']:.3f} blank)")
+        lines.append("  C-Deletion AOPC by order: " + ", ".join(f"{o} {d['aopc']:.3f}" for o, d in fid["deletion"].items())
+                     + "; C-Insertion AUC: " + ", ".join(f"{o} {d['auc']:.3f}" for o, d in fid["insertion"].items()))
     return lines

@@ -163,6 +163,8 @@ def class_page(run: RunInfo, scores: list[ConceptScore], baselines: dict[str, tu
         body.append(ground_truth_section(blocks["ground_truth"]))
     if blocks.get("evaluation"):
         body.append(evaluation_section(blocks["evaluation"]))
+        if blocks["evaluation"].get("fidelity"):
+            body.append(fidelity_section(blocks["evaluation"]["fidelity"]))
     body.append("<h2>Concepts that raise the class, highest TCAV first</h2>")
     body += [_concept_section(v) for v in raises] or ['<p class="note">none</p>']
     body.append("<h2>Concepts that lower the class, lowest TCAV first</h2>")
@@ -190,12 +192,13 @@ def ground_truth_section(gt: dict) -> str:
             f"({esc(bg)})</p>")
 
 
-def _curve_chart(title: str, series: list[tuple[str, str, bool, list[dict]]], metric: str) -> str:
+def _curve_chart(title: str, series: list[tuple[str, str, bool, list[dict]]], metric: str,
+                 xlabel: str = "k (top concepts)") -> str:
     """A small SVG line chart of ``metric`` (0..1) against k; series: (label, colour, dashed, points)."""
     w, h, left, top, bottom = 300, 190, 40, 22, 34
     ks = sorted({p["k"] for _, _, _, pts in series for p in pts}) or [1]
-    kmax = max(max(ks), 2)
-    x = lambda k: left + (k - 1) / (kmax - 1) * (w - left - 12)  # noqa: E731
+    kmin, kmax = min(ks), max(max(ks), min(ks) + 1)
+    x = lambda k: left + (k - kmin) / (kmax - kmin) * (w - left - 12)  # noqa: E731
     y = lambda v: top + (1 - v) * (h - top - bottom)  # noqa: E731
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h + 18 * len(series)}" font-size="11" '
            f'role="img" aria-label="{esc(title)}"><text x="{left}" y="13" font-weight="600">{esc(title)}</text>']
@@ -204,7 +207,7 @@ def _curve_chart(title: str, series: list[tuple[str, str, bool, list[dict]]], me
                    f'<text x="{left - 4}" y="{y(v) + 4:.1f}" text-anchor="end" fill="#59636e">{v:g}</text>')
     for k in ks:
         out.append(f'<text x="{x(k):.1f}" y="{h - bottom + 14}" text-anchor="middle" fill="#59636e">{k}</text>')
-    out.append(f'<text x="{(left + w) / 2:.0f}" y="{h - 4}" text-anchor="middle" fill="#59636e">k (top concepts)</text>')
+    out.append(f'<text x="{(left + w) / 2:.0f}" y="{h - 4}" text-anchor="middle" fill="#59636e">{esc(xlabel)}</text>')
     for i, (label, colour, dashed, pts) in enumerate(series):
         line = " ".join(f"{x(p['k']):.1f},{y(p[metric]):.1f}" for p in pts)
         dash = ' stroke-dasharray="5 4"' if dashed else ""
@@ -234,6 +237,26 @@ def evaluation_section(ev: dict) -> str:
             f"filled.</p><div class=\"strip\">"
             f"{_curve_chart('share of images predicted as the class', series, 'accuracy')}"
             f"{_curve_chart('mean class probability', series, 'probability')}</div>")
+
+
+def fidelity_section(fid: dict) -> str:
+    """Completeness and the C-Deletion / C-Insertion curves (see :mod:`ace.tasks.algorithm.fidelity`)."""
+    colours = {"tcav": "#0969da", "image": "#1a7f37", "random": "#8c959f"}
+
+    def series(kind: str, score: str) -> list:
+        return [(f"{order} order ({score} {curve[score]:.3f})", colours.get(order, "#000"), order == "random",
+                 [{"k": k, "probability": v} for k, v in enumerate(curve["curve"])])
+                for order, curve in fid[kind].items()]
+
+    without = ", ".join(f"{esc(n)}: {v:.2f}" for n, v in zip(fid["concepts"], fid["completeness_without"]))
+    return (f"<h2>How much the concepts explain</h2><p class=\"note\">Completeness {fid['completeness']:.2f}: on the "
+            f"{fid['n_images']} scoring images, the class probability with only the {len(fid['concepts'])} "
+            f"significant concepts' regions kept ({fid['concepts_only']:.2f}) against the whole image "
+            f"({fid['probability']:.2f}) and a blank one ({fid['blank']:.2f}). Without one concept: {without}. "
+            "Deletion: concepts removed one at a time (AOPC: the mean probability lost; higher is a more faithful "
+            "order); insertion: put back one at a time on a blank image (AUC: the mean probability).</p>"
+            f"<div class=\"strip\">{_curve_chart('C-Deletion: class probability', series('deletion', 'aopc'), 'probability', 'concepts removed')}"
+            f"{_curve_chart('C-Insertion: class probability', series('insertion', 'auc'), 'probability', 'concepts put back')}</div>")
 
 
 def index_page(rows: list[dict]) -> str:

@@ -233,7 +233,11 @@ def extra_blocks(info: RunInfo, scores: list[ConceptScore], concepts_paths: dict
         if block is not None:
             blocks["ground_truth"] = {"layer": layer, **block}
     if inputs.evaluation:
-        blocks["evaluation"] = json.loads(Path(inputs.evaluation).read_text())
+        blocks["evaluation"] = ev = json.loads(Path(inputs.evaluation).read_text())
+        if ev.get("fidelity"):
+            fid = ev["fidelity"]
+            blocks["completeness"] = {ev["layer"]: fid["completeness"]}
+            blocks["fidelity"] = {ev["layer"]: {"deletion": fid["deletion"], "insertion": fid["insertion"]}}
     return blocks
 
 

@@ -53,9 +53,26 @@ def test_demo_ssc_sdc_beat_random_superpixels(ace_demo):
 
 def test_demo_page_in_chromium(ace_demo):
     wd, _, _ = ace_demo
-    check_class_page(wd, "disc_square", charts=3)  # the TCAV chart and the two SSC/SDC charts
+    check_class_page(wd, "disc_square", charts=5)  # the TCAV chart, two SSC/SDC charts, deletion and insertion
     html = (wd / "classes" / "disc_square" / "index.html").read_text()
-    assert "<h2>Ground truth</h2>" in html and "SSC / SDC" in html
+    assert "<h2>Ground truth</h2>" in html and "SSC / SDC" in html and "How much the concepts explain" in html
+
+
+def test_demo_concepts_are_complete_and_their_order_faithful(ace_demo):
+    """The disc and the square explain the whole decision (completeness >= 0.9); either alone far less;
+    removing concepts by their weight in each image loses the class faster than in random order."""
+    _, printed, report = ace_demo
+    completeness = report["completeness"]["block3"]
+    assert completeness >= 0.9, completeness
+    fid = report["evaluation"]["fidelity"]
+    assert len(fid["concepts"]) == 2 and max(fid["completeness_without"]) < completeness - 0.4, fid
+    deletion, insertion = report["fidelity"]["block3"]["deletion"], report["fidelity"]["block3"]["insertion"]
+    assert set(deletion) == set(insertion) == {"tcav", "image", "random"}
+    assert deletion["image"]["aopc"] > deletion["random"]["aopc"]
+    for order in deletion:
+        d, i = deletion[order]["curve"], insertion[order]["curve"]
+        assert len(d) == len(i) == 3 and d[0] >= 0.9 and d[-1] <= 0.1 and i[0] <= 0.1 and i[-1] >= 0.9
+    assert "Completeness of the 2 significant concepts" in printed
 
 
 def test_evaluate_needs_a_finished_report(tmp_path, capsys):
