@@ -28,7 +28,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from PIL import Image
 
 from ace.tasks.algorithm.evaluate import assign
