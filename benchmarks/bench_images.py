@@ -35,7 +35,8 @@ LABELS = HERE.parent.parent / "shared" / "data" / "imagenet_class_index.json"
 
 def command(*args: str) -> tuple[float, str]:
     t = time.perf_counter()
-    r = subprocess.run([sys.executable, str(HERE.parent / "ace_run.py"), *args], capture_output=True, text=True)
+    entry = ["-m", "ace.flows.cli"] if args[0] in ("explain-images", "evaluate") else [str(HERE.parent / "ace_run.py")]
+    r = subprocess.run([sys.executable, *entry, *args], capture_output=True, text=True)
     if r.returncode:
         raise SystemExit(r.stderr[-3000:])
     return time.perf_counter() - t, r.stderr + r.stdout

@@ -4,8 +4,8 @@ The image is segmented as the discovery images were (the run's ``--superpixel_me
 resolutions, de-duplicated) at the model's input size, and each superpixel is embedded the same way
 (``--embedding crop``: resized to the input, one pass each; ``pooled``: pooled from the image's
 feature map). A superpixel belongs to a concept when its embedding lies nearest to that concept's
-centre and within its radius (the rule of the SSC/SDC evaluation, :func:`ace.tasks.algorithm.evaluate.assign`:
-where it would have joined the concept's cluster).
+centre of all the layer's concepts, significant or not, and within its radius (its farthest
+member): a superpixel nearer to a concept that is not significant belongs to none.
 
 The map paints each pixel with the concept of the finest assigned superpixel covering it (the
 three resolutions overlap: finer superpixels are painted over coarser ones, so a small part inside
@@ -118,14 +118,16 @@ class ConceptWeight:
 
 def explain_image(spec: ModelSpec, layer: str, image: np.ndarray, method: str, embedding: str,
                   fill: tuple[float, float, float], class_idx: int, names: list[str], directions: list[str],
-                  centres: np.ndarray, radii: np.ndarray, cavs: np.ndarray, batch_size: int
+                  centres: np.ndarray, radii: np.ndarray, concept_of: np.ndarray, cavs: np.ndarray, batch_size: int
                   ) -> tuple[np.ndarray, list[ConceptWeight], dict[str, float]]:
     """The concept map (input size, uint8: 0 none, j + 1 concept ``names[j]``) of a uint8 image at the
-    model's input size, the weight of every concept present (labels renumbered 1..n in order of
+    model's input size (a superpixel is concept ``concept_of[i]`` when cluster ``i`` has the nearest
+    centre and it lies within that cluster's radius), the weight of every concept present (labels renumbered 1..n in order of
     ``names``), and the image's own class probability and logit."""
     masks, _ = superpixel_masks(image, method)
     emb = embed_superpixels(spec, layer, image, masks, embedding, fill, batch_size)
-    assigned = assign(emb, centres, radii) if len(masks) and len(centres) else np.full(len(masks), -1)
+    nearest = assign(emb, centres, radii) if len(masks) and len(centres) else np.full(len(masks), -1)
+    assigned = np.where(nearest >= 0, concept_of[np.maximum(nearest, 0)], -1)
     full = paint(masks, assigned) if len(masks) else np.zeros(image.shape[:2], np.uint8)
     present = [j for j in range(len(names)) if (full == j + 1).any()]
     label = np.zeros_like(full)
@@ -148,18 +150,24 @@ def explain_image(spec: ModelSpec, layer: str, image: np.ndarray, method: str, e
 def write_concept_table(clusters_path: str, superpixel_acts: str, concepts_path: str, cav_paths: list[str],
                         tested: list, layer: str, out: str) -> str:
     """What explaining an image needs of a layer's significant concepts, in one ``.npz`` at ``out``:
-    ``names``, ``directions``, ``centres`` and ``radii`` (in the clustering space) and ``cavs`` (each
-    concept's unit mean CAV over the random sets)."""
+    ``names``, ``directions`` and ``cavs`` (each concept's unit mean CAV over the random sets) of the
+    significant concepts; ``centres`` and ``radii`` of every concept of the layer, significant or not (in
+    the clustering space), and ``concept_of`` (each one's index among the significant ones, or -1)."""
     from ace.storage.atomic import atomic_path
     from ace.storage.tables import ArrayTable
     from ace.tasks.algorithm.cluster import read_concepts
     from ace.tasks.algorithm.evaluate import concept_centres
 
     scores = {s.concept: s for s in tested if s.layer == layer and s.significant}
-    concepts = [c for c in read_concepts(concepts_path) if c.name in scores]
+    every = read_concepts(concepts_path)  # the clusters that passed ACE's filter, significant or not
+    concepts = [c for c in every if c.name in scores]
     labels = np.asarray(ArrayTable(clusters_path).read("label"))
     emb = np.asarray(ArrayTable(superpixel_acts).read("mean"), np.float64)
-    centres, radii = concept_centres(emb, labels, [c.cluster for c in concepts])
+    # the centre of every concept, significant or not: a superpixel belongs to a significant concept only
+    # when that concept is the nearest of them all
+    clusters = [c.cluster for c in every]
+    centres, radii = concept_centres(emb, labels, clusters)
+    concept_of = np.array([next((j for j, c in enumerate(concepts) if c.cluster == k), -1) for k in clusters], np.int64)
     sums: dict[str, np.ndarray] = {}
     for path in cav_paths:
         with np.load(path) as z:
@@ -173,7 +181,7 @@ def write_concept_table(clusters_path: str, superpixel_acts: str, concepts_path:
         with open(tmp, "wb") as f:
             np.savez(f, names=np.array([c.name for c in concepts], dtype=str),
                      directions=np.array([scores[c.name].direction for c in concepts], dtype=str),
-                     centres=centres, radii=radii, cavs=cavs)
+                     centres=centres, radii=radii, concept_of=concept_of, cavs=cavs)
     return out
 
 

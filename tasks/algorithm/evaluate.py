@@ -36,14 +36,16 @@ from ace.tasks.algorithm.stats import ConceptScore
 MAX_K = 5
 
 
-def concept_centres(emb: np.ndarray, labels: np.ndarray, clusters: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Centre (mean member embedding) and radius (largest member distance) of each cluster."""
+def concept_centres(emb: np.ndarray, labels: np.ndarray, clusters: list[int], quantile: float = 1.0
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Centre (mean member embedding) and radius of each cluster: the ``quantile`` of its members'
+    distances to the centre (1.0, the default: the largest)."""
     centres, radii = [], []
     for c in clusters:
         members = emb[labels == c]
         centre = members.mean(0)
         centres.append(centre)
-        radii.append(float(np.linalg.norm(members - centre, axis=1).max()))
+        radii.append(float(np.quantile(np.linalg.norm(members - centre, axis=1), quantile)))
     return np.asarray(centres, np.float64).reshape(len(clusters), -1), np.asarray(radii)
 
 

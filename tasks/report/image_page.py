@@ -153,7 +153,8 @@ def explain_image_file(spec, layer: str, image_file: str, table_path: str, metho
     image = decode_image(image_file, spec.input_size, spec.resize)
     label, weights, scores = explain_image(spec, layer, image, method, embedding, fill, class_idx,
                                            [str(n) for n in table["names"]], [str(d) for d in table["directions"]],
-                                           table["centres"], table["radii"], table["cavs"], batch_size)
+                                           table["centres"], table["radii"], table["concept_of"], table["cavs"],
+                                           batch_size)
     full = to_original_size(label, (original.shape[1], original.shape[0]), spec.resize)
     weights = [w.__class__(**{**asdict(w), "area_share": float((full == w.label).mean())}) for w in weights]
     write_image_outputs(map_json.parent, image_file, layer, target_class, original, full, weights, scores)
