@@ -19,10 +19,11 @@ run recomputes nothing and a run that changes only ``num_random_exp`` reuses eve
 runner="local")`` without.
 """
 
+import contextlib
 import json
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Iterator
 
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -62,7 +63,8 @@ def explain_locally(params: dict[str, Any]) -> str:
 def explain(params: dict[str, Any], steps) -> str:
     """The seven steps for one class; ``steps`` runs them (:mod:`ace.flows.steps`). Returns the path
     of the class's ``ace_results.txt``."""
-    return class_run(params, steps).summary
+    with class_run(params, steps) as run:
+        return run.summary
 
 
 @dataclass(frozen=True)
@@ -84,8 +86,10 @@ class ClassRun:
     tested: tuple[ConceptScore, ...]
 
 
-def class_run(params: dict[str, Any], steps) -> ClassRun:
-    """:func:`explain`, returning everything the run made."""
+@contextlib.contextmanager
+def class_run(params: dict[str, Any], steps) -> Iterator[ClassRun]:
+    """Check the parameters, run the seven steps and yield everything they made; the run stays
+    recorded in the working directory (:func:`ace.flows.runs.tracked_run`) while the block runs."""
     recorded = json.dumps({k: v for k, v in params.items() if k != "n_jobs"}, sort_keys=True)
     params["n_jobs"] = check_parameters(**params)
     params["feature_names"] = parse_layers(params["feature_names"])
@@ -93,7 +97,7 @@ def class_run(params: dict[str, Any], steps) -> ClassRun:
     wd = WorkDir(p.working_dir)
     with tracked_run(p.working_dir):
         note_code_versions(wd)
-        return _seven_steps(wd, p, steps, recorded)
+        yield _seven_steps(wd, p, steps, recorded)
 
 
 def _seven_steps(wd: WorkDir, p: SimpleNamespace, steps, recorded: str) -> ClassRun:

@@ -15,7 +15,6 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from ace.flows.ace_flow import ace_flow, class_run
 from ace.flows.parameters import bind
-from ace.flows.runs import tracked_run
 from ace.flows.steps import CONCEPT_TABLE, EXPLAIN_IMAGE, IMAGES_PAGE, LocalSteps, PrefectSteps, run_label
 from ace.storage.layout import WorkDir, safe_name
 from ace.tasks.algorithm.images import image_files
@@ -46,9 +45,8 @@ def explain_images(target_class: str, working_dir: str, images: list[str], steps
     wd = WorkDir(str(Path(working_dir).resolve()))
     params: dict[str, Any] = {**recorded_parameters(wd.root, target_class), "working_dir": wd.root}
     files = image_files(images)
-    run = class_run(bind(ace_flow.fn, params), steps)  # the class's run again: every step Cached
     cls, target = target_class, wd.target(target_class)
-    with tracked_run(wd.root):
+    with class_run(bind(ace_flow.fn, params), steps) as run:  # the class's run again: every step Cached
         for layer in run.layers:
             table = steps.run(CONCEPT_TABLE, run.clusters[layer], run.superpixel_acts[layer], run.concepts[layer],
                               list(run.cavs[layer]), list(run.tested), layer,

@@ -135,7 +135,7 @@ def explain_image(spec: ModelSpec, layer: str, image: np.ndarray, method: str, e
         label[full == j + 1] = new
     regions = [label == new for new in range(1, len(present) + 1)]
     variants = [image] + [make_patch(image, ~r, fill) for r in regions] + [make_patch(image, r, fill) for r in regions]
-    probs, logits = class_outputs(spec, np.stack(variants), class_idx, batch_size)
+    probs, logits, _ = class_outputs(spec, np.stack(variants), class_idx, batch_size)
     grad = layer_gradient(spec, layer, image, class_idx, embedding) if present else np.zeros(0, np.float32)
     n = len(present)
     weights = []

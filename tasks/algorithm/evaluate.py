@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import torch
 
 from ace.storage.atomic import write_text
 from ace.tasks.algorithm.fidelity import concept_regions, fidelity
@@ -80,20 +79,8 @@ def random_like(image_index: np.ndarray, chosen: np.ndarray, rng: np.random.Gene
 
 def class_scores(spec, images: np.ndarray, class_idx: int, batch_size: int = default("batch_size")) -> tuple[float, float]:
     """(share of images predicted as the class, mean class probability)."""
-    from ace.tasks.algorithm.embed import to_input
-    from ace.tasks.models.loader import model_device, output_logits, using_model
-    from ace.tasks.models.precision import autocast
-
-    hits, probs = [], []
-    with using_model(spec) as model, torch.inference_mode():
-        device = model_device(model)
-        for start in range(0, len(images), batch_size):
-            with autocast(spec.precision, device):
-                out = output_logits(model(to_input(images[start:start + batch_size], spec, device)))
-            p = torch.softmax(out.float(), dim=1)
-            hits.append((p.argmax(1) == class_idx).cpu().numpy())
-            probs.append(p[:, class_idx].cpu().numpy())
-    return float(np.concatenate(hits).mean()), float(np.concatenate(probs).mean())
+    probs, _, hits = class_outputs(spec, images, class_idx, batch_size, spec.precision)
+    return float(hits.mean()), float(probs.mean())
 
 
 def evaluate_concepts(spec, layer: str, images_path: str, segments_path: str, scoring_acts: str, discovery_acts: str,

@@ -101,12 +101,13 @@ def class_logit_gradients(model: nn.Module, layers: list[str], x: torch.Tensor, 
 
 
 def class_outputs(spec: ModelSpec, images: np.ndarray, class_idx: int, batch_size: int, precision: str = "fp32"
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """(class probability, class logit) of each uint8 image, the passes run in ``precision``."""
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(class probability, class logit, predicted as the class) of each uint8 image, the passes run in
+    ``precision``."""
     from ace.tasks.models.loader import model_device, using_model
     from ace.tasks.models.precision import autocast
 
-    probs, logits = [], []
+    probs, logits, hits = [], [], []
     with using_model(spec) as model, torch.inference_mode():
         device = model_device(model)
         for start in range(0, len(images), batch_size):
@@ -114,4 +115,5 @@ def class_outputs(spec: ModelSpec, images: np.ndarray, class_idx: int, batch_siz
                 out = output_logits(model(to_input(images[start:start + batch_size], spec, device))).float()
             probs.append(torch.softmax(out, 1)[:, class_idx].cpu().numpy())
             logits.append(out[:, class_idx].cpu().numpy())
-    return np.concatenate(probs), np.concatenate(logits)
+            hits.append((out.argmax(1) == class_idx).cpu().numpy())
+    return np.concatenate(probs), np.concatenate(logits), np.concatenate(hits)

@@ -144,13 +144,14 @@ def explain_image_file(spec, layer: str, image_file: str, table_path: str, metho
     and write its outputs (this module's docstring). ``out``: the content-keyed stamp and the image's
     ``map.json``. Returns the ``map.json`` path."""
     from ace.tasks.algorithm.concept_maps import explain_image, read_concept_table, to_original_size
-    from ace.tasks.algorithm.images import decode_image, open_image, to_rgb
+    from ace.tasks.algorithm.images import fit_image, open_image, to_rgb
 
     stamp, map_json = Path(out[0]), Path(out[1])
     table = read_concept_table(table_path)
-    with open_image(image_file) as im:
-        original = np.asarray(to_rgb(im, image_file), np.uint8)
-    image = decode_image(image_file, spec.input_size, spec.resize)
+    with open_image(image_file) as im:  # decoded once: the original for the outputs, resized for the model
+        rgb = to_rgb(im, image_file)
+    original = np.asarray(rgb, np.uint8)
+    image = np.asarray(fit_image(rgb, spec.input_size, spec.resize), np.uint8)
     label, weights, scores = explain_image(spec, layer, image, method, embedding, fill, class_idx,
                                            [str(n) for n in table["names"]], [str(d) for d in table["directions"]],
                                            table["centres"], table["radii"], table["concept_of"], table["cavs"],
