@@ -108,6 +108,8 @@ def main() -> None:
           "significant concepts per run |")
     print("| --- | --- | --- | --- |")
     for name, res, n_sig in rows:
+        if not res:
+            continue
         js = [j for j, _ in res]
         print(f"| {name} | {sum(js) / len(js):.2f} ({min(js):.2f}) | {sum(t for _, t in res)}/{len(res)} | "
               f"{', '.join(map(str, n_sig)) or '-'} |")

@@ -100,6 +100,12 @@ def class_run(params: dict[str, Any], steps) -> Iterator[ClassRun]:
         yield _seven_steps(wd, p, steps, recorded)
 
 
+def _clustering(p) -> str:
+    """How the concepts were clustered, as the report says it."""
+    consensus = p.clustering_method == "KM" and p.consensus > 1
+    return f"{p.clustering_method}, {p.n_clusters} clusters" + (f", consensus of {p.consensus} runs" if consensus else "")
+
+
 def _seven_steps(wd: WorkDir, p: SimpleNamespace, steps, recorded: str) -> ClassRun:
     cls = p.target_class
     alpha = p.alpha if p.stat_testing_filter else 1.0
@@ -151,9 +157,10 @@ def _seven_steps(wd: WorkDir, p: SimpleNamespace, steps, recorded: str) -> Class
     concepts, concept_acts, cluster_paths = {}, {}, {}
     for layer in layers:
         emb = acts["superpixels"][layer]
-        cl_out = str(wd.clusters(layer, wd.key(v("cluster"), emb, p.clustering_method, p.n_clusters, p.seed)))
+        cl_out = str(wd.clusters(layer, wd.key(v("cluster"), emb, p.clustering_method, p.n_clusters, p.seed,
+                                               p.consensus)))
         cluster_paths[layer] = steps.run(CLUSTER, emb, p.clustering_method, p.n_clusters, p.seed, out=cl_out,
-                                         label=run_label(cls, layer))
+                                         consensus=p.consensus, label=run_label(cls, layer))
         co_out = str(wd.concepts_cache(layer, wd.key(v("filter-concepts"), cluster_paths[layer], segments, cls,
                                                      len(sets.discovery), p.min_imgs, p.max_imgs)))
         concepts[layer] = steps.run(FILTER_CONCEPTS, cluster_paths[layer], segments, layer, cls, len(sets.discovery),
@@ -196,14 +203,15 @@ def _seven_steps(wd: WorkDir, p: SimpleNamespace, steps, recorded: str) -> Class
                   label=run_label(cls, layer))
 
     # 7. the report: summary (txt, json), galleries, HTML page, and the working directory's index
-    settings = (("superpixels", p.superpixel_method), ("clustering", f"{p.clustering_method}, {p.n_clusters} clusters"),
+    settings = (("superpixels", p.superpixel_method), ("clustering", _clustering(p)),
                 ("embedding", p.embedding), ("precision", spec.precision),
                 ("layouts", ", ".join(f"{l}: {k}" for l, k in spec.layouts)), ("CAV solver", p.cav_solver),
                 ("fill", p.fill), ("seed", str(p.seed)))
     info = RunInfo(cls, model.class_idx, p.model_to_run, tuple(layers), p.num_random_exp, len(sets.discovery),
                    len(sets.scoring), alpha, p.correction, test=p.test, settings=settings)
     evaluation = ev_out if outputs_exist(ev_out) else None
-    inputs = ReportInputs(tuple(cluster_paths.items()), spec.resize, evaluation, recorded)
+    inputs = ReportInputs(tuple(cluster_paths.items()), spec.resize, evaluation, recorded,
+                          (scoring_images, sc_seg_out) if evaluation else None)
     stamp = str(wd.report_stamp(cls, wd.key(v("report"), info, scores, tested, concepts, superpixels.key, grads,
                                             inputs)))
     report_out = [stamp, str(wd.target(cls).summary_path)]  # a deleted report folder is written again

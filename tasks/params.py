@@ -127,6 +127,9 @@ PARAMS: tuple[Param, ...] = (
           choices=("KM", "AP", "MS", "SC", "DB")),
     Param("n_clusters", int, 25, "clusters per layer (KM, SC)",
           check=_whole("n_clusters", 1, "there must be at least 1 cluster (the original uses 25)")),
+    Param("consensus", int, 50, "KMeans runs combined into one consensus clustering, so the concepts do not "
+          "depend on the seed (KM); 1 = the original's single KMeans",
+          check=_whole("consensus", 1, "at least one KMeans run is needed (1 = the original's single clustering)")),
     Param("fill", str, "mean", "patch fill: the model's mean (neutral after normalisation) or the original's "
           "117/255", choices=("mean", "parity")),
     Param("alpha", float, 0.01, "p-value threshold of the t-test", check=_check_alpha, section="Statistics"),

@@ -14,13 +14,13 @@ STEP_VERSIONS: dict[str, int] = {
     "superpixels": 1,          # ace.tasks.algorithm.superpixels
     "embed": 1,                # ace.tasks.algorithm.embed, forward, pooled_embedding, sources, patches
     "gradients": 1,            # ace.tasks.algorithm.embed (write_gradients), forward
-    "cluster": 1,              # ace.tasks.algorithm.cluster (cluster_embeddings)
+    "cluster": 2,              # ace.tasks.algorithm.cluster (cluster_embeddings; 2: consensus clustering)
     "filter-concepts": 1,      # ace.tasks.algorithm.cluster (filter_concepts)
     "concept-activations": 1,  # ace.tasks.algorithm.cav (write_concept_acts)
-    "cav-tcav": 1,             # ace.tasks.algorithm.cav (train_cav, tcav_score)
+    "cav-tcav": 2,             # ace.tasks.algorithm.cav (train_cav, tcav_score; 2: exact CAVs fit on every example)
     "statistical-test": 1,     # ace.tasks.algorithm.stats
-    "evaluate": 2,             # ace.tasks.algorithm.evaluate, fidelity (2: completeness, C-Deletion/Insertion)
-    "report": 2,               # ace.tasks.report (2: link to images/, completeness and fidelity)
+    "evaluate": 3,             # ace.tasks.algorithm.evaluate, fidelity (2: completeness, C-Deletion/Insertion; 3: where)
+    "report": 3,               # ace.tasks.report (2: link to images/, completeness and fidelity; 3: where concepts fire)
     "concept-table": 1,        # ace.tasks.algorithm.concept_maps (write_concept_table)
     "explain-image": 1,        # ace.tasks.algorithm.concept_maps, ace.tasks.report.image_page
     "images-page": 1,          # ace.tasks.report.image_page (write_images_index)

@@ -79,7 +79,7 @@ def _fit_in_span(k_train, y_train, k_test, y_test, solver, seed, alpha, max_iter
     sign = 1.0 if np.dot(k_train @ coef, decision) >= 0 else -1.0
     coef = sign * coef
     intercept = float(np.mean(decision - k_train @ coef))
-    return coef, intercept, float(svm.score(k_test, y_test))
+    return coef, intercept, float(svm.score(k_test, y_test)) if len(y_test) else float("nan")
 
 
 def train_cav(concept: np.ndarray, random: np.ndarray, seed: int = default("seed"), alpha: float = 0.01,
@@ -120,7 +120,10 @@ def train_cav(concept: np.ndarray, random: np.ndarray, seed: int = default("seed
     coef, _, accuracy = fit_in_span(gram[np.ix_(tr, tr)], y[tr], gram[np.ix_(te, tr)], y[te], solver, seed, alpha,
                                     max_iter, tol)
     full = np.zeros(2 * n, np.float32)
-    full[tr] = coef
+    if solver == "exact":  # the direction: the optimum on every example, which no seed changes
+        full[:] = fit_in_span(gram, y, gram[:0], y[:0], solver, seed, alpha, max_iter, tol)[0]
+    else:
+        full[tr] = coef
     w = (full[:n] @ pos + full[n:] @ neg).astype(np.float64)
     norm = np.linalg.norm(w)
     direction = (w / norm if norm > 0 else w).astype(np.float32)

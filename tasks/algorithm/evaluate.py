@@ -17,7 +17,12 @@ recording the share of images the model still assigns to the class (``accuracy``
 class probability (``probability``). Writes ``evaluation.json``::
 
     {"layer", "concepts", "n_images", "original": {accuracy, probability},
-     "ssc": [{k, accuracy, probability}], "sdc": [...], "ssc_random": [...], "sdc_random": [...]}
+     "ssc": [{k, accuracy, probability}], "sdc": [...], "ssc_random": [...], "sdc_random": [...],
+     "fidelity": {...}, "where": {"concepts", "superpixel_concept"}}
+
+``where`` assigns every scoring superpixel as ``ace explain-images`` does (the nearest of all the
+layer's concepts, significant or not, within its radius; -1: none or not significant), by its index
+in ``where.concepts`` (the significant concepts): the report paints the scoring images with it.
 """
 
 from __future__ import annotations
@@ -128,10 +133,16 @@ def evaluate_concepts(spec, layer: str, images_path: str, segments_path: str, sc
                 result[name + suffix].append({"k": k, "accuracy": a, "probability": p})
     # completeness and C-Deletion / C-Insertion over every significant concept of the layer
     significant = [n for n, s in by_name.items() if s.significant and n in concepts]
-    centres, radii = concept_centres(np.asarray(ArrayTable(discovery_acts).read("mean"), np.float64), labels,
-                                     [concepts[n].cluster for n in significant])
-    regions = concept_regions(masks, image_index, assign(np.asarray(ArrayTable(scoring_acts).read("mean")), centres,
-                                                         radii), len(images), len(significant))
+    discovery = np.asarray(ArrayTable(discovery_acts).read("mean"), np.float64)
+    scoring = np.asarray(ArrayTable(scoring_acts).read("mean"))
+    centres, radii = concept_centres(discovery, labels, [concepts[n].cluster for n in significant])
+    regions = concept_regions(masks, image_index, assign(scoring, centres, radii), len(images), len(significant))
+    # where each significant concept fires, by the rule of ace explain-images (the nearest of all the
+    # layer's concepts, significant or not, within its radius): the report paints the scoring images with it
+    every = list(concepts.values())
+    centres, radii = concept_centres(discovery, labels, [c.cluster for c in every])
+    concept_of = np.array([significant.index(c.name) if c.name in significant else -1 for c in every] + [-1])
+    result["where"] = {"concepts": significant, "superpixel_concept": concept_of[assign(scoring, centres, radii)].tolist()}
     result["fidelity"] = {"concepts": significant, **fidelity(
         lambda batch: class_outputs(spec, batch, class_idx, default("batch_size"), spec.precision)[0], images, regions,
         [by_name[n].tcav_mean for n in significant], fill, seed)}

@@ -31,6 +31,7 @@ h3{font-size:15px;margin:18px 0 4px}table{border-collapse:collapse}td,th{padding
 vertical-align:top}th{font-weight:600}.num{text-align:right;font-variant-numeric:tabular-nums}
 .badge{display:inline-block;padding:0 7px;border-radius:9px;color:#fff;font-size:12px}
 .raises{background:#1a7f37}.lowers{background:#cf222e}.neither{background:#8c959f}
+.swatch{display:inline-block;width:12px;height:12px;border-radius:2px;vertical-align:middle}
 .strip{display:flex;flex-wrap:wrap;gap:4px}.strip img{width:112px;height:112px;image-rendering:auto;
 border:1px solid #d0d7de}.note{color:#59636e}.concept{margin-bottom:22px}nav{margin-top:10px}
 """
@@ -165,6 +166,8 @@ def class_page(run: RunInfo, scores: list[ConceptScore], baselines: dict[str, tu
         body.append(evaluation_section(blocks["evaluation"]))
         if blocks["evaluation"].get("fidelity"):
             body.append(fidelity_section(blocks["evaluation"]["fidelity"]))
+    if blocks.get("where"):
+        body.append(where_section(blocks["where"]))
     body.append("<h2>Concepts that raise the class, highest TCAV first</h2>")
     body += [_concept_section(v) for v in raises] or ['<p class="note">none</p>']
     body.append("<h2>Concepts that lower the class, lowest TCAV first</h2>")
@@ -176,6 +179,23 @@ def class_page(run: RunInfo, scores: list[ConceptScore], baselines: dict[str, tu
                     f"<td class=\"num\">{s.tcav_std:.3f}</td><td class=\"num\">{s.p_value:.2g}</td>"
                     f"<td class=\"num\">{s.cav_accuracy:.3f}</td></tr>" for s in dropped) + "</table>")
     return _page(f"ACE: {run.target_class}", "\n".join(body))
+
+
+def where_section(where: dict) -> str:
+    """The scoring images painted with the significant concepts (see :mod:`ace.tasks.report.where`)."""
+    n = where["n_images"]
+    rows = "".join(
+        f'<tr><td><span class="swatch" style="background:{esc(c["colour"])}"></span> {esc(c["concept"])}</td>'
+        f'<td><span class="badge {esc(c["direction"])}">{esc(c["direction"])}</span></td>'
+        f'<td class="num">{c["images"]} of {n}</td><td class="num">{c["pixel_share"]:.1%}</td></tr>'
+        for c in sorted(where["concepts"], key=lambda c: -c["pixel_share"]))
+    return (f"<h2>Where each concept fires</h2><p class=\"note\">The {n} scoring images of layer "
+            f"{esc(where['layer'])}, segmented as the discovery images were; each superpixel belongs to the nearest of "
+            "the layer's concepts if it lies within that concept's radius, and each pixel shows the concept of the "
+            "finest superpixel covering it (only significant concepts are painted). The same rule and colours as "
+            "<code>ace explain-images</code>.</p>"
+            "<table><tr><th>concept</th><th>direction</th><th>scoring images it fires in</th>"
+            f"<th>share of their pixels</th></tr>{rows}</table>{_strip(tuple(where['images']), 'concept map')}")
 
 
 def ground_truth_section(gt: dict) -> str:

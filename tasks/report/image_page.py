@@ -47,19 +47,26 @@ def concept_colour(concept: str) -> tuple[int, int, int]:
 MIN_WIDTH = 420  # pixels: an overlay narrower than this is enlarged
 
 
-def overlay(image: np.ndarray, label: np.ndarray, weights: list[ConceptWeight]) -> np.ndarray:
-    """The image with each concept's pixels tinted (45%) and outlined, and a legend strip below;
-    images narrower than ``MIN_WIDTH`` are enlarged by a whole factor."""
+def tint(image: np.ndarray, label: np.ndarray, concepts: list[str] | dict[int, str]) -> np.ndarray:
+    """The image with each concept's pixels (``label == k`` for ``concepts[k - 1]``, or the dict's key
+    ``k``) tinted in its colour (45%) and outlined."""
     from scipy.ndimage import binary_erosion
 
     out = image.astype(np.float32)
-    for w in weights:
-        region = label == w.label
-        colour = np.asarray(concept_colour(w.concept), np.float32)
+    items = concepts.items() if isinstance(concepts, dict) else enumerate(concepts, 1)
+    for k, concept in items:
+        region = label == k
+        colour = np.asarray(concept_colour(concept), np.float32)
         out[region] = 0.55 * out[region] + 0.45 * colour
         edge = region & ~binary_erosion(region, iterations=max(1, round(max(label.shape) / 200)))
         out[edge] = colour
-    out = out.clip(0, 255).astype(np.uint8)
+    return out.clip(0, 255).astype(np.uint8)
+
+
+def overlay(image: np.ndarray, label: np.ndarray, weights: list[ConceptWeight]) -> np.ndarray:
+    """The image tinted by :func:`tint`, and a legend strip below; images narrower than ``MIN_WIDTH``
+    are enlarged by a whole factor."""
+    out = tint(image, label, {w.label: w.concept for w in weights})
     scale = -(-MIN_WIDTH // out.shape[1])  # small images are enlarged (nearest neighbour) to fit the legend
     if scale > 1:
         out = out.repeat(scale, axis=0).repeat(scale, axis=1)

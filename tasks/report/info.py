@@ -10,12 +10,15 @@ from ace.tasks.params import default
 @dataclass(frozen=True)
 class ReportInputs:
     """What the report reads beyond the scores: the clusters of each layer (``(layer, path)`` pairs),
-    how the images were resized, and the SSC/SDC evaluation (a path, or None when not run)."""
+    how the images were resized, the SSC/SDC evaluation (a path, or None when not run) and, with it,
+    the scoring images' images table and segments table (``(images, segments)``, for "where each
+    concept fires")."""
 
     clusters: tuple[tuple[str, str], ...] = ()
     resize: str = "squash"
     evaluation: str | None = None
     parameters: str = "{}"  # the flow's parameters (JSON), for ``ace evaluate`` to run the same flow again
+    scoring: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from ace.tasks.report.image_page import link_images_page
 from ace.tasks.report.info import ReportInputs, RunInfo
 from ace.tasks.algorithm.patches import highlight, make_patch, make_superpixel
 from ace.tasks.report.png import save_png, to_uint8
+from ace.tasks.report.where import where_lines, write_where
 from ace.tasks.algorithm.sources import Superpixels
 from ace.tasks.algorithm.cav import RandomSetScores
 from ace.tasks.algorithm.stats import ConceptScore, random_baseline
@@ -181,12 +182,20 @@ def _write_class_folder(target: ClassDir, info: RunInfo, scores: list[ConceptSco
             galleries[layer] = f"results/{safe_name(layer)}.png"
         for w in writes:
             w.result()  # a failed write fails the report
+    if blocks.get("evaluation", {}).get("where") and blocks.get("scoring"):
+        blocks["where"] = write_where(target.results_dir, blocks["evaluation"]["where"], scores,
+                                      blocks["evaluation"]["layer"], blocks["scoring"])
+    blocks.pop("scoring", None)
+    if blocks.get("evaluation"):  # the per-superpixel assignment stays in the evaluation's cache
+        blocks["evaluation"] = {k: v for k, v in blocks["evaluation"].items() if k != "where"}
     text = summary_text(info, scores, baselines)
     if blocks.get("ground_truth"):
         text += "\n".join(ground_truth_lines(blocks["ground_truth"])) + "\n"
     if blocks.get("evaluation"):
         text += "\n".join(evaluation_lines(blocks["evaluation"])) + "\n"
         write_text(target.evaluation_json, json.dumps(blocks["evaluation"], indent=1))
+    if blocks.get("where"):
+        text += "\n".join(where_lines(blocks["where"])) + "\n"
     write_text(target.summary_path, text)
     write_text(target.page, class_page(info, scores, baselines, views, galleries, blocks))
     examples = {f"{layer}:{c.name}": list(c.examples) for layer in info.layers for c in read_concepts(concepts_paths[layer])}
@@ -234,6 +243,8 @@ def extra_blocks(info: RunInfo, scores: list[ConceptScore], concepts_paths: dict
             blocks["ground_truth"] = {"layer": layer, **block}
     if inputs.evaluation:
         blocks["evaluation"] = ev = json.loads(Path(inputs.evaluation).read_text())
+        if inputs.scoring:
+            blocks["scoring"] = inputs.scoring
         if ev.get("fidelity"):
             fid = ev["fidelity"]
             blocks["completeness"] = {ev["layer"]: fid["completeness"]}

@@ -75,6 +75,22 @@ def test_demo_concepts_are_complete_and_their_order_faithful(ace_demo):
     assert "Completeness of the 2 significant concepts" in printed
 
 
+def test_demo_report_shows_where_each_concept_fires(ace_demo):
+    """Both parts' concepts fire in (nearly) every scoring image, on about the share of the image a part covers."""
+    wd, _, report = ace_demo
+    where = report["where"]
+    assert where["layer"] == "block3" and where["n_images"] == 40 and len(where["images"]) == 12
+    assert {c["concept"] for c in where["concepts"]} == set(report["evaluation"]["fidelity"]["concepts"])
+    for c in where["concepts"]:
+        assert c["direction"] == "raises" and c["images"] >= 36 and 0.02 <= c["pixel_share"] <= 0.15, where
+    for rel in where["images"]:
+        assert (wd / "classes" / "disc_square" / rel).stat().st_size > 0
+    text = (wd / "classes" / "disc_square" / "results_summaries" / "ace_results.txt").read_text()
+    assert "Where each concept fires in the 40 scoring images (layer block3)" in text
+    assert "<h2>Where each concept fires</h2>" in (wd / "classes" / "disc_square" / "index.html").read_text()
+    assert "where" not in report["evaluation"]  # the per-superpixel assignment stays in the cache
+
+
 def test_evaluate_needs_a_finished_report(tmp_path, capsys):
     from ace.flows.cli import main
 
@@ -92,4 +108,5 @@ def test_a_later_run_without_evaluate_keeps_the_evaluation(ace_demo):
     summary = Path(run(**{**demo_kwargs(str(wd)), "evaluate": False}))
     again = json.loads(summary.with_suffix(".json").read_text())
     assert again["parameters"]["evaluate"] is False and again["evaluation"] == report["evaluation"]
+    assert again["where"] == report["where"]
     assert again["concepts"] == report["concepts"]

@@ -25,8 +25,10 @@ def check_class_page(wd: Path, target_class: str, charts: int | None = None) -> 
     assert r.errors == [] and r.broken == [], (r.errors, r.broken)
     assert r.title == f"ACE: {target_class}"
     assert r.svg == (charts or len(data["run"]["layers"]))  # one TCAV chart per layer (and SSC/SDC)
-    # 10 (or fewer) examples and as many "where it sits" images per significant concept
-    assert r.images == sum(2 * min(10, len(examples[f"{c['layer']}:{c['concept']}"])) for c in kept)
+    # 10 (or fewer) examples and as many "where it sits" images per significant concept, and the
+    # scoring images painted with the concepts (with --evaluate)
+    assert r.images == sum(2 * min(10, len(examples[f"{c['layer']}:{c['concept']}"])) for c in kept) + len(
+        data.get("where", {}).get("images", []))
     assert all(p.exists() for p in local_targets(r.links)), r.links
     html = page.read_text()
     on_page = sorted(kept, key=lambda c: html.index(f">{c['concept']} <span"))

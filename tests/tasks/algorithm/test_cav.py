@@ -100,3 +100,13 @@ def test_both_solvers_point_to_the_concept():
     for solver in ("sgd", "exact"):
         direction, acc = train_cav(pos, neg, seed=0, solver=solver)
         assert acc == 1.0 and direction[0] > 0.5 and np.isclose(np.linalg.norm(direction), 1, atol=1e-5)
+
+
+def test_exact_cav_is_the_same_for_every_seed_and_sgd_is_not():
+    pos, neg = overlapping(n=40, d=60, seed=3)
+    exact = [train_cav(pos, neg, seed=s, solver="exact") for s in range(4)]
+    for direction, _ in exact[1:]:
+        np.testing.assert_allclose(direction, exact[0][0], atol=1e-6)
+    assert len({acc for _, acc in exact}) > 1  # the accuracy is still measured on seeded held-out splits
+    sgd = [train_cav(pos, neg, seed=s, solver="sgd")[0] for s in range(4)]
+    assert max(np.abs(d - sgd[0]).max() for d in sgd[1:]) > 1e-3

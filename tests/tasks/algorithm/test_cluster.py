@@ -61,3 +61,30 @@ def test_filter_keeps_closest_members_and_names_concepts():
     c0 = concepts[0]
     assert c0.cluster == 0 and c0.examples == (5, 1, 3, 2) and c0.size == 6 and c0.n_images == 6
     assert all(c.cluster != 2 for c in concepts)  # too small
+
+
+def test_consensus_is_the_same_for_every_seed():
+    # 4 blobs cut into 3 clusters, A and B nearer each other than the others; runs of one
+    # initialisation often split a blob or merge a wrong pair, the vote merges A and B every time
+    rng = np.random.default_rng(0)
+    centres = np.array([[0, 0], [3.5, 0], [0, 9], [9, 9]], np.float32)
+    x = np.concatenate([c + rng.normal(0, 0.8, (40, 2)) for c in centres]).astype(np.float32)
+    blob = np.repeat(np.arange(4), 40)
+    from sklearn.metrics import adjusted_rand_score
+
+    runs = [cluster_embeddings(x, "KM", n_clusters=3, seed=s, consensus=30) for s in range(6)]
+    for labels, cost, centers in runs:
+        assert adjusted_rand_score(runs[0][0], labels) == 1.0
+        assert adjusted_rand_score(np.array([0, 0, 1, 2])[blob], labels) == 1.0  # A and B together
+        assert len(centers) == 3 and labels[0] == 0  # numbered by each cluster's first member
+        np.testing.assert_allclose(cost, np.linalg.norm(x - centers[labels], axis=1), rtol=1e-5)
+
+
+def test_consensus_of_one_run_is_the_original_kmeans():
+    x, _ = blobs()
+    from sklearn.cluster import KMeans
+
+    labels, _, centers = cluster_embeddings(x, "KM", n_clusters=3, seed=2, consensus=1)
+    km = KMeans(n_clusters=3, n_init=10, random_state=2).fit(x)
+    np.testing.assert_allclose(centers, km.cluster_centers_, rtol=1e-5)
+    np.testing.assert_array_equal(labels, km.labels_)
