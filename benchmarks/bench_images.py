@@ -95,16 +95,25 @@ def main() -> None:
     print(f"explain-images, {len(zebra) + len(randoms)} photos: {t:.1f} s; class-run tasks "
           f"{'all Cached' if not not_cached else 'NOT cached: ' + ', '.join(not_cached)}; floor: {passes} forward "
           f"passes in {floor:.1f} s, the command is {t / floor:.2f}x that")
-    cover = {}
+    cover, per_concept = {}, {}
     for name, group in (("zebra", zebra), ("random", randoms)):
         shares = []
         for f in group:
             folder = next((wd / "classes" / "zebra" / "images").glob(f"*/{f.stem}"))
             data = json.loads((folder / "map.json").read_text())
             shares.append(sum(c["area_share"] for c in data["concepts"] if c["direction"] == "raises"))
+            for c in data["concepts"]:
+                per_concept.setdefault((c["concept"], c["direction"]), {"zebra": 0.0, "random": 0.0})[name] += \
+                    c["area_share"] / len(group)
         cover[name] = float(np.mean(shares))
     print(f"pixels painted with a concept that raises 'zebra': zebra photos {cover['zebra']:.1%}, "
           f"random photos {cover['random']:.1%}")
+    tcav = {c["concept"]: c["tcav_mean"] for c in json.loads(
+        (wd / "classes" / "zebra" / "results_summaries" / "ace_results.json").read_text())["concepts"]}
+    print("| concept | direction | mean TCAV | zebra photos' pixels | random photos' pixels |\n| --- | --- | --- | --- | --- |")
+    for (concept, direction), share in sorted(per_concept.items(), key=lambda kv: -tcav.get(kv[0][0], 0)):
+        print(f"| {concept} | {direction} | {tcav.get(concept, float('nan')):.2f} | {share['zebra']:.1%} | "
+              f"{share['random']:.1%} |")
     if a.evaluate:
         t, _ = command("evaluate", "--working_dir", str(wd), "--target_class", "zebra")
         data = json.loads((wd / "classes" / "zebra" / "results_summaries" / "ace_results.json").read_text())
