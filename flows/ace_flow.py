@@ -113,7 +113,7 @@ def _seven_steps(wd: WorkDir, p: SimpleNamespace, steps, recorded: str) -> Class
     # 1. load images: the model, the image sets (checked); the class's images decoded once at the
     #    model's input size (random sets are decoded from their files while they are embedded)
     model = steps.run(RESOLVE, p.model_to_run, p.model_path, p.labels_path, cls, list(p.feature_names), p.input_size,
-                      p.precision, p.layout, label=run_label(p.model_to_run, cls))
+                      p.precision, p.layout, p.backend, str(wd.compiled_dir), label=run_label(p.model_to_run, cls))
     spec, layers = model.spec, list(model.layers)
     sets = steps.run(SCAN, p.source_dir, cls, p.num_random_exp, p.max_imgs, p.min_imgs, wd.root, label=cls)
     image_paths = {}
@@ -130,7 +130,7 @@ def _seven_steps(wd: WorkDir, p: SimpleNamespace, steps, recorded: str) -> Class
         acts[name] = {layer: str(wd.acts(layer, wd.key(v("embed"), spec, layer, source.key, p.embedding)))
                       for layer in layers}
         return steps.submit(EMBED, spec, layers, source, p.embedding, out=list(acts[name].values()),
-                            batch_size=p.batch_size, label=run_label(label, *layers))
+                            batch_size=p.batch_size, compiled_dir=str(wd.compiled_dir), label=run_label(label, *layers))
 
     futures = [embed(s.name, ImageFiles(s, spec.input_size, spec.resize), s.name)
                for s in [sets.random_discovery, *sets.randoms]]
@@ -196,7 +196,7 @@ def _seven_steps(wd: WorkDir, p: SimpleNamespace, steps, recorded: str) -> Class
     if p.evaluate:
         steps.run(SUPERPIXELS, scoring_images, p.superpixel_method, out=sc_seg_out, n_jobs=p.n_jobs,
                   label=run_label(cls, "scoring"))
-        steps.run(EMBED, spec, [layer], scoring_sp, p.embedding, out=sc_acts, batch_size=p.batch_size,
+        steps.run(EMBED, spec, [layer], scoring_sp, p.embedding, out=sc_acts, batch_size=p.batch_size, compiled_dir=str(wd.compiled_dir),
                   label=run_label(cls, "scoring-superpixels", layer))
         steps.run(EVALUATE, spec, layer, scoring_images, sc_seg_out, sc_acts[0], acts["superpixels"][layer],
                   cluster_paths[layer], concepts[layer], tested, model.class_idx, fill_rgb, p.seed, out=ev_out,

@@ -92,6 +92,11 @@ class WorkDir:
     def evaluation(self, target_class: str, key: str) -> Path:
         return self.path / "cache" / "evaluations" / class_folder(target_class) / f"{key}.json"
 
+    @property
+    def compiled_dir(self) -> Path:
+        """Models cut at the layers and converted for ``--backend openvino`` (``<key>.xml``/``.bin``, ``blobs/``)."""
+        return self.path / "cache" / "compiled"
+
     def concept_table(self, layer: str, key: str) -> Path:
         """A layer's significant concepts as ``ace explain-images`` uses them (centres, radii, CAVs)."""
         return self.path / "cache" / "concept_tables" / safe_name(layer) / f"{key}.npz"

@@ -152,6 +152,9 @@ PARAMS: tuple[Param, ...] = (
           "0.01), solved in the Gram space; sgd: the original's SGDClassifier (parity)", choices=("sgd", "exact")),
     Param("precision", str, "auto", "forward passes that embed images: auto = bf16 on CPUs with native bf16 and on "
           "CUDA GPUs that support it, else fp32", choices=("auto", "fp32", "bf16", "fp16"), section="Speed"),
+    Param("backend", str, "auto", "what runs the activation passes: openvino (the model cut at the layers, "
+          "converted once, compiled), torch (eager), auto = openvino on a CPU where it is installed",
+          choices=("auto", "torch", "openvino"), section="Speed"),
     Param("embedding", str, "crop", "crop: ACE's (each superpixel resized to the input, one pass each); pooled: one "
           "pass per image, superpixels pooled from its feature map (fast)", choices=("crop", "pooled")),
     Param("test", str, "two-sided", "two-sided (the original): concepts that raise or lower the class; greater: "

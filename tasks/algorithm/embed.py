@@ -17,31 +17,40 @@ from ace.tasks.models.layouts import channel_mean, grid_sum
 from ace.tasks.algorithm.forward import class_logit_gradients, layer_activations, to_input
 from ace.tasks.algorithm.pooled_embedding import write_pooled_superpixels
 from ace.tasks.algorithm.sources import ImageTable, Superpixels, prefetch
+from ace.tasks.models.backends import activation_runner
 from ace.tasks.models.loader import ModelSpec, check_model_layers, model_device, using_model
 from ace.tasks.models.precision import autocast, to_storage
 
 
 def write_activations(spec: ModelSpec, layers: list[str], source, embedding: str, out: list[str],
-                      batch_size: int) -> list[str]:
+                      batch_size: int, compiled_dir: str | None = None) -> list[str]:
     """Embed every image of ``source`` (an :mod:`ace.tasks.algorithm.sources` description); one table per layer
     with the full activation (``act``, as computed: bf16/fp16 under reduced precision) and its
     channel mean (``mean``, float32). Batches are made in a background thread while the model runs.
 
     ``embedding="pooled"`` (``--embedding pooled``, see :mod:`ace.tasks.algorithm.pooled_embedding`): superpixels are pooled from their
-    image's feature map, images stored as their spatial mean (``act`` = ``mean``, (N, C))."""
+    image's feature map, images stored as their spatial mean (``act`` = ``mean``, (N, C)).
+
+    ``spec.backend == "openvino"``: the passes run in the model converted into ``compiled_dir``
+    (:mod:`ace.tasks.models.backends`)."""
     outs, pooled = out, embedding == "pooled"
     if pooled and isinstance(source, Superpixels):
-        return write_pooled_superpixels(spec, layers, source.images_path, source.segments_path, outs, batch_size)
+        return write_pooled_superpixels(spec, layers, source.images_path, source.segments_path, outs, batch_size,
+                                        compiled_dir)
     with contextlib.ExitStack() as stack:
         model = stack.enter_context(using_model(spec))
         check_model_layers(model, layers)
         device = model_device(model)
+        runner = activation_runner(model, spec, layers, compiled_dir)
         writers = [stack.enter_context(TableWriter(o, {"layer": l, "model": spec.key, "precision": spec.precision}))
                    for l, o in zip(layers, outs)]
         for data in prefetch(source.batches(batch_size)):
             x = to_input(data, spec, device)
-            with autocast(spec.precision, device):
-                acts = layer_activations(model, layers, x)
+            if runner is not None:
+                acts = runner(x)
+            else:
+                with autocast(spec.precision, device):
+                    acts = layer_activations(model, layers, x)
             for layer, w in zip(layers, writers):
                 a = acts[layer]
                 mean = channel_mean(a.float(), spec.layout(layer, tuple(a.shape))).cpu().numpy().astype(np.float32)

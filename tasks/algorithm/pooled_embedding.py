@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from ace.storage.tables import ArrayTable, TableWriter
 from ace.tasks.algorithm.forward import layer_activations, to_input
 from ace.tasks.algorithm.images import read_images
+from ace.tasks.models.backends import activation_runner
 from ace.tasks.models.layouts import to_grid
 from ace.tasks.models.loader import ModelSpec, check_model_layers, model_device, using_model
 from ace.tasks.models.precision import autocast
@@ -60,7 +61,7 @@ def pool_feature_map(fmap: torch.Tensor, weights: torch.Tensor | None = None) ->
 
 
 def write_pooled_superpixels(spec: ModelSpec, layers: list[str], images_path: str, segments_path: str,
-                             outs: list[str], batch_size: int) -> list[str]:
+                             outs: list[str], batch_size: int, compiled_dir: str | None = None) -> list[str]:
     """Embed every kept segment (rows of the segments table) by mask-weighted pooling of its image's
     feature map; one table per layer with ``act`` and ``mean`` (the same (C,) vector)."""
     images = read_images(images_path)
@@ -71,12 +72,17 @@ def write_pooled_superpixels(spec: ModelSpec, layers: list[str], images_path: st
         model = stack.enter_context(using_model(spec))
         check_model_layers(model, layers)
         device = model_device(model)
+        runner = activation_runner(model, spec, layers, compiled_dir)
         writers = [stack.enter_context(TableWriter(o, {"layer": l, "model": spec.key, "embedding": "pooled"}))
                    for l, o in zip(layers, outs)]
         for start in range(0, len(images), batch_size):
             stop = min(start + batch_size, len(images))
-            with autocast(spec.precision, device):
-                acts = layer_activations(model, layers, to_input(images[start:stop], spec, device))
+            x = to_input(images[start:stop], spec, device)
+            if runner is not None:
+                acts = runner(x)
+            else:
+                with autocast(spec.precision, device):
+                    acts = layer_activations(model, layers, x)
             rows = np.nonzero((image_index >= start) & (image_index < stop))[0]
             for chunk in range(0, len(rows), 256):  # a few hundred masks at a time
                 packed, idx = seg.read("mask", rows[chunk:chunk + 256]), image_index[rows[chunk:chunk + 256]]

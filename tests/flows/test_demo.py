@@ -91,6 +91,25 @@ def test_demo_report_shows_where_each_concept_fires(ace_demo):
     assert "where" not in report["evaluation"]  # the per-superpixel assignment stays in the cache
 
 
+def test_the_backends_find_the_same_concepts(ace_demo):
+    """With OpenVINO installed `ace demo` ran its passes there (auto); PyTorch finds the same parts."""
+    from ace.flows.cli import demo_kwargs
+    from ace.tasks.models.backends import openvino_available
+    from tests.conftest import run
+
+    wd, _, report = ace_demo
+    if not openvino_available():
+        pytest.skip("the openvino package is not installed: the demo ran in PyTorch")
+    assert (wd / "cache" / "compiled").is_dir() and list((wd / "cache" / "compiled").glob("*.xml"))
+    summary = Path(run(**{**demo_kwargs(str(wd)), "backend": "torch"}))
+    torch_run = json.loads(summary.with_suffix(".json").read_text())
+    for r in (report, torch_run):
+        gt = r["ground_truth"]
+        assert gt["background_significant"] == 0 and all(gt["parts"][p]["purity"] >= 0.8 for p in ("disc", "square"))
+    assert [c["significant"] for c in torch_run["concepts"]] == [c["significant"] for c in report["concepts"]]
+    assert torch_run["parameters"]["backend"] == "torch"
+
+
 def test_evaluate_needs_a_finished_report(tmp_path, capsys):
     from ace.flows.cli import main
 

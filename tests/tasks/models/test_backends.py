@@ -1,0 +1,89 @@
+"""The OpenVINO backend: the same activations as PyTorch, converted once, and PyTorch where it cannot be used."""
+
+import warnings
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from ace.tasks.errors import ACEInputError
+from ace.tasks.models import backends
+from ace.tasks.models.backends import OpenVINOActivations, resolve_backend
+
+needs_openvino = pytest.mark.skipif(not backends.openvino_available(), reason="the openvino package is not installed")
+
+
+@pytest.fixture(scope="module")
+def demo_model(tmp_path_factory):
+    from ace.tasks.demo.world import DEMO_CLASS, make_world
+    from ace.tasks.models.loader import resolve
+
+    world = make_world(tmp_path_factory.mktemp("w"), n_per_class=2, n_random=2, num_random_sets=2)
+    return resolve("ace_demo_cnn", None, str(world / "labels.txt"), DEMO_CLASS, ["block2", "block3"], precision="fp32")
+
+
+def test_auto_is_openvino_only_on_a_cpu_where_it_is_installed(monkeypatch):
+    assert resolve_backend("torch", "cpu") == "torch"
+    assert resolve_backend("auto", "cuda") == "torch"
+    monkeypatch.setattr(backends, "openvino_available", lambda: False)
+    assert resolve_backend("auto", "cpu") == "torch"
+    with pytest.raises(ACEInputError, match="--backend openvino: the openvino package is not installed"):
+        resolve_backend("openvino", "cpu")
+    monkeypatch.setattr(backends, "openvino_available", lambda: True)
+    assert resolve_backend("auto", "cpu") == "openvino"
+    with pytest.raises(ACEInputError, match="runs on the CPU"):
+        resolve_backend("openvino", "cuda")
+
+
+@needs_openvino
+@pytest.mark.parametrize("precision, cosine", [("fp32", 0.99999), ("bf16", 0.999)])
+def test_openvino_gives_pytorchs_activations_at_every_layer(demo_model, tmp_path, precision, cosine):
+    from ace.tasks.algorithm.forward import layer_activations, to_input
+    from ace.tasks.models.loader import using_model
+
+    spec = replace(demo_model.spec, precision=precision, backend="openvino")
+    layers = list(demo_model.layers)
+    images = np.random.default_rng(0).integers(0, 256, (9, spec.input_size, spec.input_size, 3), dtype=np.uint8)
+    x = to_input(images, spec)
+    with using_model(spec) as model:
+        ref = layer_activations(model, layers, x)
+        got = OpenVINOActivations(model, spec, layers, str(tmp_path))(x)
+    for layer in layers:
+        assert got[layer].shape == ref[layer].shape
+        assert got[layer].dtype == (torch.bfloat16 if precision == "bf16" else torch.float32)
+        cos = torch.nn.functional.cosine_similarity(got[layer].float().reshape(9, -1), ref[layer].reshape(9, -1))
+        assert cos.min().item() >= cosine, (layer, cos)
+
+
+@needs_openvino
+def test_the_model_is_converted_once(demo_model, tmp_path, monkeypatch):
+    import openvino
+
+    from ace.tasks.models.loader import using_model
+
+    with using_model(demo_model.spec) as model:
+        xml = backends.convert(model, demo_model.spec, list(demo_model.layers), tmp_path)
+        assert xml.is_file() and xml.with_suffix(".bin").is_file()
+        monkeypatch.setattr(openvino, "convert_model", lambda *a, **k: pytest.fail("converted again"))
+        assert backends.convert(model, demo_model.spec, list(demo_model.layers), tmp_path) == xml
+
+
+@needs_openvino
+def test_a_model_that_does_not_convert_runs_in_pytorch_with_one_warning(demo_model, tmp_path):
+    from ace.tasks.models.loader import _backend
+
+    class DataDependent(torch.nn.Module):  # control flow on values: fx cannot trace it
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return y if y.sum() > 0 else -y
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        chosen = _backend(DataDependent(), demo_model.spec, ["conv"], "auto", str(tmp_path))
+    said = [str(w.message) for w in caught if "does not convert" in str(w.message)]
+    assert chosen == "torch" and len(said) == 1 and "the passes run in PyTorch" in said[0], said
