@@ -61,7 +61,7 @@ def explain_images(target_class: str, working_dir: str, images: list[str], steps
                 EXPLAIN_IMAGE, outs, labels=[run_label(cls, layer, stem) for *_, stem in files],
                 shared=dict(spec=run.spec, layer=layer, table_path=table, method=run.superpixel_method,
                             embedding=run.embedding, fill=run.fill, class_idx=run.class_idx,
-                            batch_size=run.batch_size, target_class=cls),
+                            batch_size=run.batch_size, target_class=cls, compiled_dir=str(wd.compiled_dir)),
                 image_file=[f for f, _, _ in files])
             steps.results(futures, f"concept maps of {len(files)} images, layer {layer}")
         page = steps.run(IMAGES_PAGE, str(target.path), cls, label=cls)

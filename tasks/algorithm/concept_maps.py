@@ -35,29 +35,37 @@ from ace.tasks.algorithm.forward import class_logit_gradients, class_outputs, la
 from ace.tasks.algorithm.patches import make_patch, make_superpixel
 from ace.tasks.algorithm.pooled_embedding import mask_weights, pool_feature_map
 from ace.tasks.algorithm.superpixels import superpixel_masks
+from ace.tasks.models.backends import activation_runner
 from ace.tasks.models.layouts import channel_mean, grid_sum, to_grid
 from ace.tasks.models.loader import ModelSpec, model_device, using_model
 from ace.tasks.models.precision import autocast
 
 
 def embed_superpixels(spec: ModelSpec, layer: str, image: np.ndarray, masks: np.ndarray, embedding: str,
-                      fill: tuple[float, float, float], batch_size: int) -> np.ndarray:
-    """(K, C) float32 channel-mean embeddings of an image's superpixels, as the run embedded its own."""
+                      fill: tuple[float, float, float], batch_size: int, compiled_dir: str | None = None) -> np.ndarray:
+    """(K, C) float32 channel-mean embeddings of an image's superpixels, as the run embedded its own
+    (on the run's backend: ``compiled_dir`` holds its converted model)."""
     if not len(masks):
         return np.zeros((0, 0), np.float32)
     with using_model(spec) as model:
         device = model_device(model)
-        if embedding == "pooled":
+        runner = activation_runner(model, spec, [layer], compiled_dir)
+
+        def activations(x):
+            if runner is not None:
+                return runner(x)[layer]
             with autocast(spec.precision, device):
-                act = layer_activations(model, [layer], to_input(image[None], spec, device))[layer]
+                return layer_activations(model, [layer], x)[layer]
+
+        if embedding == "pooled":
+            act = activations(to_input(image[None], spec, device))
             fmap = to_grid(act.float(), spec.layout(layer, tuple(act.shape)))
             weights = mask_weights(masks, tuple(fmap.shape[2:]))
             return pool_feature_map(fmap.expand(len(masks), *fmap.shape[1:]), weights).astype(np.float32)
         out = []
         for start in range(0, len(masks), batch_size):
             batch = np.stack([make_superpixel(image, m, spec.input_size, fill) for m in masks[start:start + batch_size]])
-            with autocast(spec.precision, device):
-                act = layer_activations(model, [layer], to_input(batch, spec, device))[layer]
+            act = activations(to_input(batch, spec, device))
             out.append(channel_mean(act.float(), spec.layout(layer, tuple(act.shape))).cpu().numpy())
     return np.concatenate(out).astype(np.float32)
 
@@ -118,14 +126,14 @@ class ConceptWeight:
 
 def explain_image(spec: ModelSpec, layer: str, image: np.ndarray, method: str, embedding: str,
                   fill: tuple[float, float, float], class_idx: int, names: list[str], directions: list[str],
-                  centres: np.ndarray, radii: np.ndarray, concept_of: np.ndarray, cavs: np.ndarray, batch_size: int
-                  ) -> tuple[np.ndarray, list[ConceptWeight], dict[str, float]]:
+                  centres: np.ndarray, radii: np.ndarray, concept_of: np.ndarray, cavs: np.ndarray, batch_size: int,
+                  compiled_dir: str | None = None) -> tuple[np.ndarray, list[ConceptWeight], dict[str, float]]:
     """The concept map (input size, uint8: 0 none, j + 1 concept ``names[j]``) of a uint8 image at the
     model's input size (a superpixel is concept ``concept_of[i]`` when cluster ``i`` has the nearest
     centre and it lies within that cluster's radius), the weight of every concept present (labels renumbered 1..n in order of
     ``names``), and the image's own class probability and logit."""
     masks, _ = superpixel_masks(image, method)
-    emb = embed_superpixels(spec, layer, image, masks, embedding, fill, batch_size)
+    emb = embed_superpixels(spec, layer, image, masks, embedding, fill, batch_size, compiled_dir)
     nearest = assign(emb, centres, radii) if len(masks) and len(centres) else np.full(len(masks), -1)
     assigned = np.where(nearest >= 0, concept_of[np.maximum(nearest, 0)], -1)
     full = paint(masks, assigned) if len(masks) else np.zeros(image.shape[:2], np.uint8)

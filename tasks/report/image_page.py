@@ -146,7 +146,7 @@ def images_page(target_class: str, entries: list[tuple[str, dict]]) -> str:
 
 def explain_image_file(spec, layer: str, image_file: str, table_path: str, method: str, embedding: str,
                        fill: tuple[float, float, float], class_idx: int, batch_size: int, target_class: str,
-                       out: list[str]) -> str:
+                       out: list[str], compiled_dir: str | None = None) -> str:
     """Explain one image file with a layer's concepts (:func:`ace.tasks.algorithm.concept_maps.explain_image`)
     and write its outputs (this module's docstring). ``out``: the content-keyed stamp and the image's
     ``map.json``. Returns the ``map.json`` path."""
@@ -162,7 +162,7 @@ def explain_image_file(spec, layer: str, image_file: str, table_path: str, metho
     label, weights, scores = explain_image(spec, layer, image, method, embedding, fill, class_idx,
                                            [str(n) for n in table["names"]], [str(d) for d in table["directions"]],
                                            table["centres"], table["radii"], table["concept_of"], table["cavs"],
-                                           batch_size)
+                                           batch_size, compiled_dir)
     full = to_original_size(label, (original.shape[1], original.shape[0]), spec.resize)
     weights = [w.__class__(**{**asdict(w), "area_share": float((full == w.label).mean())}) for w in weights]
     write_image_outputs(map_json.parent, image_file, layer, target_class, original, full, weights, scores)
