@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -30,11 +31,16 @@ def consensus_kmeans(x: np.ndarray, n_clusters: int, seed: int, runs: int) -> np
     from sklearn.cluster import KMeans
     from threadpoolctl import threadpool_limits
 
+    from concurrent.futures import ThreadPoolExecutor
+
     n = len(x)
-    votes = np.empty((runs, n), np.int32)
-    with threadpool_limits(limits=1):
-        for r, s in enumerate(np.random.SeedSequence(seed).generate_state(runs)):
-            votes[r] = KMeans(n_clusters=n_clusters, n_init=1, random_state=int(s)).fit_predict(x)
+    seeds = [int(s) for s in np.random.SeedSequence(seed).generate_state(runs)]
+
+    def one_run(s: int) -> np.ndarray:  # one thread each (the same result on any machine), runs side by side
+        return KMeans(n_clusters=n_clusters, n_init=1, random_state=s).fit_predict(x)
+
+    with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=min(runs, os.cpu_count() or 1)) as pool:
+        votes = np.stack(list(pool.map(one_run, seeds))).astype(np.int32)
     distance = np.empty(n * (n - 1) // 2, np.float64)  # condensed, row by row: no N x N matrix
     start = 0
     for i in range(n - 1):

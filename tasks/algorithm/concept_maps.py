@@ -51,21 +51,21 @@ def embed_superpixels(spec: ModelSpec, layer: str, image: np.ndarray, masks: np.
         device = model_device(model)
         runner = activation_runner(model, spec, [layer], compiled_dir)
 
-        def activations(x):
+        def activations(batch):
             if runner is not None:
-                return runner(x)[layer]
+                return runner(batch)[layer]
             with autocast(spec.precision, device):
-                return layer_activations(model, [layer], x)[layer]
+                return layer_activations(model, [layer], to_input(batch, spec, device))[layer]
 
         if embedding == "pooled":
-            act = activations(to_input(image[None], spec, device))
+            act = activations(image[None])
             fmap = to_grid(act.float(), spec.layout(layer, tuple(act.shape)))
             weights = mask_weights(masks, tuple(fmap.shape[2:]))
             return pool_feature_map(fmap.expand(len(masks), *fmap.shape[1:]), weights).astype(np.float32)
         out = []
         for start in range(0, len(masks), batch_size):
             batch = np.stack([make_superpixel(image, m, spec.input_size, fill) for m in masks[start:start + batch_size]])
-            act = activations(to_input(batch, spec, device))
+            act = activations(batch)
             out.append(channel_mean(act.float(), spec.layout(layer, tuple(act.shape))).cpu().numpy())
     return np.concatenate(out).astype(np.float32)
 

@@ -44,18 +44,23 @@ def write_activations(spec: ModelSpec, layers: list[str], source, embedding: str
         runner = activation_runner(model, spec, layers, compiled_dir)
         writers = [stack.enter_context(TableWriter(o, {"layer": l, "model": spec.key, "precision": spec.precision}))
                    for l, o in zip(layers, outs)]
-        for data in prefetch(source.batches(batch_size)):
-            x = to_input(data, spec, device)
-            if runner is not None:
-                acts = runner(x)
-            else:
-                with autocast(spec.precision, device):
-                    acts = layer_activations(model, layers, x)
+        batches = prefetch(source.batches(batch_size))
+        if runner is not None:  # OpenVINO: uint8 batches in flight while earlier results are written
+            stream = runner.stream(batches)
+        else:
+            stream = (_torch_activations(model, layers, to_input(b, spec, device), spec.precision, device)
+                      for b in batches)
+        for acts in stream:
             for layer, w in zip(layers, writers):
                 a = acts[layer]
                 mean = channel_mean(a.float(), spec.layout(layer, tuple(a.shape))).cpu().numpy().astype(np.float32)
                 w.append(act=mean if pooled else to_storage(a), mean=mean)
     return outs
+
+
+def _torch_activations(model, layers: list[str], x, precision: str, device) -> dict:
+    with autocast(precision, device):
+        return layer_activations(model, layers, x)
 
 
 def _warn_if_constant(g: np.ndarray, layer: str) -> None:

@@ -77,12 +77,11 @@ def write_pooled_superpixels(spec: ModelSpec, layers: list[str], images_path: st
                    for l, o in zip(layers, outs)]
         for start in range(0, len(images), batch_size):
             stop = min(start + batch_size, len(images))
-            x = to_input(images[start:stop], spec, device)
             if runner is not None:
-                acts = runner(x)
+                acts = runner(images[start:stop])
             else:
                 with autocast(spec.precision, device):
-                    acts = layer_activations(model, layers, x)
+                    acts = layer_activations(model, layers, to_input(images[start:stop], spec, device))
             rows = np.nonzero((image_index >= start) & (image_index < stop))[0]
             for chunk in range(0, len(rows), 256):  # a few hundred masks at a time
                 packed, idx = seg.read("mask", rows[chunk:chunk + 256]), image_index[rows[chunk:chunk + 256]]

@@ -21,11 +21,15 @@ import os
 import threading
 import warnings
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
 
 _COMPILED: dict[tuple, object] = {}
+# images per infer request: as fast as 16 or 32 on 2 cores (376 img/s for EfficientNet-Lite0 in bf16)
+# with a quarter of the memory OpenVINO keeps for a request's intermediate tensors (85 MB against 336)
+REQUEST_BATCH = 8
 _LOCK = threading.Lock()
 
 
@@ -54,16 +58,21 @@ def resolve_backend(requested: str, device: str) -> str:
 
 
 class _Cut(torch.nn.Module):
-    """The model up to ``layers``, returning their outputs as a tuple (what the converter wants)."""
+    """The model's preprocessing and the model up to ``layers``: uint8 (N, H, W, 3) images in, the
+    layers' outputs out as a tuple (what the converter wants). The normalisation runs in the compiled
+    graph, so the passes take the images as they are decoded (4x fewer bytes than float32)."""
 
-    def __init__(self, model: torch.nn.Module, layers: list[str]) -> None:
+    def __init__(self, model: torch.nn.Module, layers: list[str], mean, std) -> None:
         super().__init__()
         from torchvision.models.feature_extraction import create_feature_extractor
 
         self.layers = list(layers)
         self.body = create_feature_extractor(model, return_nodes={l: f"out{i}" for i, l in enumerate(layers)})
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0)
 
-    def forward(self, x):
+    def forward(self, images):
+        x = (images.permute(0, 3, 1, 2).float() - self.mean) / self.std
         out = self.body(x)
         return tuple(out[f"out{i}"] for i in range(len(self.layers)))
 
@@ -72,7 +81,8 @@ def compiled_key(spec, layers: list[str]) -> str:
     """Content key of a converted model: the weights' fingerprint, the layers, the input size, OpenVINO's version."""
     import openvino
 
-    text = "|".join([spec.name, spec.key, ",".join(layers), str(spec.input_size), openvino.__version__])
+    text = "|".join([spec.name, spec.key, ",".join(layers), str(spec.input_size), str(spec.mean), str(spec.std),
+                     "uint8-nhwc", openvino.__version__])
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -87,11 +97,12 @@ def convert(model: torch.nn.Module, spec, layers: list[str], folder: Path) -> Pa
     with file_lock(str(xml) + ".lock"):
         if xml.is_file():
             return xml
-        example = torch.zeros(1, 3, spec.input_size, spec.input_size)
+        size = spec.input_size
+        example = torch.zeros(1, size, size, 3, dtype=torch.uint8)
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracing's deprecation and train/eval notes: not the user's concern
-            ov_model = openvino.convert_model(_Cut(model, layers).eval(), example_input=example,
-                                              input=[openvino.PartialShape([-1, 3, spec.input_size, spec.input_size])])
+            ov_model = openvino.convert_model(_Cut(model, layers, spec.mean, spec.std).eval(), example_input=example,
+                                              input=[(openvino.PartialShape([-1, size, size, 3]), openvino.Type.u8)])
         tmp = folder / f".{xml.stem}.{os.getpid()}.xml"
         openvino.save_model(ov_model, str(tmp), compress_to_fp16=False)
         os.replace(tmp.with_suffix(".bin"), xml.with_suffix(".bin"))
@@ -100,8 +111,9 @@ def convert(model: torch.nn.Module, spec, layers: list[str], folder: Path) -> Pa
 
 
 class OpenVINOActivations:
-    """``__call__(x)``: the activations of ``layers`` for a normalised float32 (N, 3, H, W) batch, as
-    float32 torch tensors (``bf16`` precision: as bfloat16, as PyTorch's autocast gives them)."""
+    """``__call__(images)``: the activations of ``layers`` for a uint8 (N, H, W, 3) batch of images at
+    the model's input size, as float32 torch tensors (``bf16`` precision: as bfloat16, as PyTorch's
+    autocast gives them); ``stream(batches)`` the same for many batches, pipelined."""
 
     def __init__(self, model: torch.nn.Module, spec, layers: list[str], folder: str) -> None:
         import openvino
@@ -119,26 +131,52 @@ class OpenVINOActivations:
         self.compiled = _COMPILED[key]
         self.requests = max(1, int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
 
-    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def stream(self, batches: Iterable[np.ndarray]) -> Iterator[dict[str, torch.Tensor]]:
+        """The activations of every batch, in order, with the requests kept busy: each batch is cut into
+        pieces of :data:`REQUEST_BATCH` images, each piece goes to the next free request while earlier
+        ones run, and the caller handles a batch's results as soon as all its pieces are back."""
         import openvino
 
-        data = np.ascontiguousarray(x.detach().float().contiguous().cpu().numpy())
-        chunks = np.array_split(data, min(self.requests, len(data)))
-        results: list = [None] * len(chunks)
-        queue = openvino.AsyncInferQueue(self.compiled, len(chunks))
+        results: dict[tuple[int, int], list] = {}
+        pieces: dict[int, int] = {}
+        queue = openvino.AsyncInferQueue(self.compiled, self.requests)
 
-        def done(request, i):
-            results[i] = [np.array(request.get_output_tensor(k).data) for k in range(len(self.layers))]
+        def done(request, key):
+            results[key] = [np.array(request.get_output_tensor(k).data) for k in range(len(self.layers))]
+
+        def finished(i: int) -> bool:
+            return i in pieces and all((i, j) in results for j in range(pieces[i]))
+
+        def collect(i: int) -> dict[str, torch.Tensor]:
+            parts = [results.pop((i, j)) for j in range(pieces.pop(i))]
+            return self._tensors([np.concatenate([p[k] for p in parts]) for k in range(len(self.layers))])
 
         queue.set_callback(done)
-        for i, chunk in enumerate(chunks):
-            queue.start_async({0: chunk}, i)
+        ready = 0
+        for i, batch in enumerate(batches):
+            batch = np.ascontiguousarray(batch, dtype=np.uint8)
+            starts = range(0, len(batch), REQUEST_BATCH)
+            pieces[i] = len(starts)
+            for j, start in enumerate(starts):
+                queue.start_async({0: batch[start:start + REQUEST_BATCH]}, (i, j))  # waits for a free request
+            while finished(ready):
+                yield collect(ready)
+                ready += 1
         queue.wait_all()
+        while finished(ready):
+            yield collect(ready)
+            ready += 1
+
+    def _tensors(self, arrays: list) -> dict[str, torch.Tensor]:
         out = {}
-        for k, layer in enumerate(self.layers):
-            t = torch.from_numpy(np.concatenate([r[k] for r in results]))
+        for layer, a in zip(self.layers, arrays):
+            t = torch.from_numpy(a)
             out[layer] = t.to(torch.bfloat16) if self.precision == "bf16" else t
         return out
+
+    def __call__(self, images: np.ndarray) -> dict[str, torch.Tensor]:
+        """The activations of one batch."""
+        return next(self.stream([images]))
 
 
 def activation_runner(model: torch.nn.Module, spec, layers: list[str], folder: str | None):

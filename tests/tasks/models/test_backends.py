@@ -48,7 +48,7 @@ def test_openvino_gives_pytorchs_activations_at_every_layer(demo_model, tmp_path
     x = to_input(images, spec)
     with using_model(spec) as model:
         ref = layer_activations(model, layers, x)
-        got = OpenVINOActivations(model, spec, layers, str(tmp_path))(x)
+        got = OpenVINOActivations(model, spec, layers, str(tmp_path))(images)
     for layer in layers:
         assert got[layer].shape == ref[layer].shape
         assert got[layer].dtype == (torch.bfloat16 if precision == "bf16" else torch.float32)

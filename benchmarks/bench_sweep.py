@@ -1,0 +1,143 @@
+"""Many classes in one command: the cost of each class against that class alone.
+
+    python benchmarks/bench_sweep.py [--classes 20] [--embedding crop|pooled] [--working_dir DIR]
+
+The shared photos have one real class (zebra); as the issue proposes, each ``random500_k`` folder
+is treated as a class of its own (``cls_k``, the ImageNet label ``k`` in a labels file: ACE explains
+any class index), against ``random_discovery`` and the 20 random sets. Runs, each in a fresh
+Prefect home (its own database), with ``--max_imgs 25 --min_imgs 12`` (the folders hold 50 photos):
+
+1. ``cls_0`` alone (cold: it also embeds the random sets), then ``cls_1`` alone in the same working
+   dir: the one-class cost of a class's own steps (every random set cached), Prefect start included;
+2. the sweep: every class in one command, in a fresh working dir.
+
+Prints per class of the sweep its cost (between the ends of consecutive class runs), the peak RSS
+while it ran (sampled every 0.2 s), the working dir's and the database's growth, the ratio of each
+class after the first to the one-class cost, and the extrapolation to 1,000 classes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parent.parent / "shared" / "data"
+
+
+def source_and_labels(root: Path, n: int) -> tuple[Path, Path]:
+    src = root / "source"
+    src.mkdir(parents=True, exist_ok=True)
+    for d in (SHARED / "imagenet_zebra").iterdir():
+        if d.is_dir() and not (src / d.name).exists():
+            (src / d.name).symlink_to(d)
+    for k in range(n):
+        if not (src / f"cls_{k}").exists():
+            (src / f"cls_{k}").symlink_to(SHARED / "imagenet_zebra" / f"random500_{k}")
+    names = [v[1] for _, v in sorted(json.loads((SHARED / "imagenet_class_index.json").read_text()).items(),
+                                     key=lambda kv: int(kv[0]))]
+    names[:n] = [f"cls_{k}" for k in range(n)]
+    labels = root / "labels.txt"
+    labels.write_text("\n".join(names) + "\n")
+    return src, labels
+
+
+def du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink()) if path.exists() else 0
+
+
+def run(args: list[str], home: Path) -> tuple[float, str, list[tuple[float, int]]]:
+    """Wall time, log and (time, RSS MB) samples of the command and its children but the Prefect server."""
+    env = {**os.environ, "PREFECT_HOME": str(home)}
+    t0 = time.time()
+    p = subprocess.Popen([sys.executable, str(HERE.parent / "ace_run.py"), *args], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    samples: list[tuple[float, int]] = []
+
+    def sample():
+        while p.poll() is None:
+            try:
+                rss = int(Path(f"/proc/{p.pid}/status").read_text().split("VmRSS:")[1].split()[0]) // 1024
+                samples.append((time.time(), rss))
+            except (OSError, IndexError):
+                pass
+            time.sleep(0.2)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    out, _ = p.communicate()
+    th.join()
+    if p.returncode:
+        raise SystemExit(out[-3000:])
+    return time.time() - t0, out, samples
+
+
+def class_ends(log: str) -> list[tuple[str, float]]:
+    """(class, time its run ended) from the "ACE found ... for 'cls'" lines, in order."""
+    ends = []
+    for m in re.finditer(r"(\d\d:\d\d:\d\d\.\d+) \| INFO .*ACE found \d+ significant concepts of \d+ for '([^']+)'", log):
+        t = datetime.strptime(m.group(1), "%H:%M:%S.%f")
+        ends.append((m.group(2), t.hour * 3600 + t.minute * 60 + t.second + t.microsecond / 1e6))
+    return ends
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--classes", type=int, default=20)
+    p.add_argument("--embedding", default="crop", choices=["crop", "pooled"])
+    p.add_argument("--working_dir", default=None)
+    a = p.parse_args()
+    root = Path(a.working_dir or tempfile.mkdtemp(prefix="ace_sweep_")).resolve()
+    src, labels = source_and_labels(root, a.classes)
+    common = ["--num_parallel_runs", "0", "--source_dir", str(src), "--model_to_run", "efficientnet_lite0",
+              "--labels_path", str(labels), "--feature_names", "_blocks.10", "--num_random_exp", "20",
+              "--max_imgs", "25", "--min_imgs", "12", "--embedding", a.embedding]
+
+    one = root / f"one-{a.embedding}"
+    cold, _, s_cold = run([*common, "--working_dir", str(one), "--target_class", "cls_0"], root / "home-one")
+    alone, _, s_alone = run([*common, "--working_dir", str(one), "--target_class", "cls_1"], root / "home-one")
+    peak_one = max(r for _, r in s_cold + s_alone)
+    print(f"one class: cls_0 cold {cold:.1f} s; cls_1 alone, random sets cached: {alone:.1f} s; "
+          f"peak RSS {peak_one} MB")
+
+    sweep = root / f"sweep-{a.embedding}"
+    home = root / "home-sweep"
+    classes = [f"cls_{k}" for k in range(a.classes)]
+    wall, log, samples = run([*common, "--working_dir", str(sweep), "--target_class", *classes], home)
+    ends = class_ends(log)
+    start = samples[0][0] if samples else time.time() - wall
+    day = datetime.fromtimestamp(start)
+    start_s = day.hour * 3600 + day.minute * 60 + day.second + day.microsecond / 1e6
+    print(f"\nsweep of {len(classes)} classes ({a.embedding}): {wall:.1f} s, peak RSS {max(r for _, r in samples)} MB")
+    print("| class | cost | peak RSS while it ran | vs the class alone |\n| --- | --- | --- | --- |")
+    previous, costs = start_s, []
+    for name, end in ends:
+        lo, hi = previous - start_s + start, end - start_s + start
+        rss = max((r for t, r in samples if lo <= t <= hi), default=0)
+        costs.append(end - previous)
+        print(f"| {name} | {end - previous:.1f} s | {rss} MB | {(end - previous) / alone:.2f}x |")
+        previous = end
+    later = costs[1:]
+    db = sum(f.stat().st_size for f in home.rglob("*.db*"))
+    wd = du(sweep)
+    print(f"\nclasses after the first: {sum(later) / max(len(later), 1):.1f} s each on average "
+          f"({sum(later) / max(len(later), 1) / alone:.2f}x the class alone, max {max(later, default=0) / alone:.2f}x); "
+          f"peak RSS {max(r for _, r in samples)} MB against {peak_one} MB for one class")
+    print(f"working dir {wd / 1e6:.0f} MB ({wd / 1e6 / len(classes):.1f} MB a class), Prefect database "
+          f"{db / 1e6:.1f} MB ({db / 1e6 / len(classes):.2f} MB a class)")
+    per = sum(later) / max(len(later), 1)
+    print(f"1,000 classes: about {(costs[0] + 999 * per) / 3600:.1f} h, {wd / len(classes) * 1000 / 1e9:.1f} GB of "
+          f"working dir, {db / len(classes) * 1000 / 1e9:.2f} GB of database")
+
+
+if __name__ == "__main__":
+    main()
