@@ -28,6 +28,7 @@ from typing import Any, Iterator
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from ace.flows.caching import limit_malloc_arenas
 from ace.flows.parameters import bind, run_parameters
 from ace.flows.runs import note_code_versions, tracked_run
 from ace.flows.steps import (CAV_TCAV, CLUSTER, CONCEPT_ACTS, EMBED, EVALUATE, FILTER_CONCEPTS, GRADIENTS, LOAD_IMAGES,
@@ -40,6 +41,8 @@ from ace.tasks.models.loader import ModelSpec
 from ace.tasks.params import check_parameters, parse_layers
 from ace.tasks.report.info import ReportInputs, RunInfo
 from ace.tasks.versions import step_version as v
+
+limit_malloc_arenas()  # the process that runs the steps: memory flat from class to class
 
 
 @flow(name="ace", flow_run_name="ace-{target_class}", log_prints=True, validate_parameters=True,

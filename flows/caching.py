@@ -15,6 +15,7 @@ import ctypes
 import hashlib
 import inspect
 import logging
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -87,6 +88,22 @@ def retry_unless_input_error(task, task_run, state) -> bool:
     except Exception:  # pragma: no cover - a state without a readable result
         return True
     return not isinstance(exc, ACEInputError)
+
+
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Let glibc's malloc use at most ``arenas`` heaps (M_ARENA_MAX). By default every thread that
+    allocates gets its own heap, up to 8 per core, and freed memory stays in the heap it came from:
+    the threads of the steps (prefetching, segmentation, KMeans runs, PNG encoding) left ~60 MB more
+    behind with every class, 1.74 -> 2.23 GB over 8 classes of a sweep; with two heaps RSS stays at
+    1.16 GB from the first class to the last, at the same speed. Safe to call at any time;
+    ``$ACE_MALLOC_ARENAS`` overrides ``arenas`` (0: glibc's default)."""
+    arenas = int(os.environ.get("ACE_MALLOC_ARENAS", arenas))
+    if arenas <= 0:
+        return
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # M_ARENA_MAX
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def release_memory() -> None:
