@@ -31,7 +31,10 @@ def explained(prefect_harness, demo_world, tmp_path_factory):
     state = explain_images_flow(target_class="disc_square", working_dir=kwargs["working_dir"],
                                 images=[str(p) for p in scoring + randoms], return_state=True)
     assert state.is_completed()
-    return kwargs, Path(state.result()), scoring, randoms, _task_runs(state.state_details.flow_run_id)
+    n = len(scoring) + len(randoms)
+    runs = _task_runs(state.state_details.flow_run_id,
+                      until=lambda names: sum(m.startswith("explain-image-") for m in names) >= n)
+    return kwargs, Path(state.result()), scoring, randoms, runs
 
 
 def _map(wd: Path, image: Path):

@@ -10,7 +10,9 @@ import pytest
 from tests.conftest import run
 
 
-def _task_runs(flow_run_id) -> dict[str, str]:
+def _task_runs(flow_run_id, until=lambda names: True) -> dict[str, str]:
+    """The flow run's name and its task runs' final states, once every task run the server knows is
+    final and ``until(names)`` holds (task runs reach the server as events: some may not be there yet)."""
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
@@ -18,7 +20,8 @@ def _task_runs(flow_run_id) -> dict[str, str]:
     with get_client(sync_client=True) as client:
         while True:  # task run states reach the server as events, shortly after the flow run ends
             runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-            if all(r.state is not None and r.state.is_final() for r in runs) or time.monotonic() > deadline:
+            final = all(r.state is not None and r.state.is_final() for r in runs)
+            if (final and until([r.name for r in runs])) or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
         flow_run = client.read_flow_run(flow_run_id)
