@@ -166,6 +166,8 @@ class OpenVINOActivations:
         while finished(ready):
             yield collect(ready)
             ready += 1
+        if pieces:  # never a short table: a batch without its results is an error
+            raise RuntimeError(f"OpenVINO returned no activations for {len(pieces)} batch(es)")
 
     def _tensors(self, arrays: list) -> dict[str, torch.Tensor]:
         out = {}
