@@ -27,11 +27,11 @@ def consensus_kmeans(x: np.ndarray, n_clusters: int, seed: int, runs: int) -> np
     clusters are a property of the embeddings rather than of the seed. Labels are numbered by each
     cluster's first superpixel. Memory: two float64 arrays of N (N - 1) / 2 (216 MB at 5,200).
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from scipy.cluster.hierarchy import fcluster, linkage
     from sklearn.cluster import KMeans
     from threadpoolctl import threadpool_limits
-
-    from concurrent.futures import ThreadPoolExecutor
 
     n = len(x)
     seeds = [int(s) for s in np.random.SeedSequence(seed).generate_state(runs)]

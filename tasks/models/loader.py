@@ -232,7 +232,7 @@ def _backend(model: nn.Module, spec: ModelSpec, layers: list[str], requested: st
             warnings.warn(f"--backend {requested}: {spec.name} cut at {', '.join(layers)} does not convert for "
                           f"OpenVINO ({type(e).__name__}: {first}); the passes run in PyTorch", stacklevel=2)
             chosen = "torch"
-    return chosen if compiled_dir or chosen == "torch" else "torch"
+    return chosen if compiled_dir else "torch"  # nowhere to keep a converted model: PyTorch
 
 
 def resolve(model_to_run: str, model_path: str | None, labels_path: str | None, target_class: str,
