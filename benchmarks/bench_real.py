@@ -59,20 +59,27 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _cpu_s() -> float:
+    """CPU seconds of every thread of this process so far (OpenVINO's and PyTorch's pools included)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 class TimedSteps(LocalSteps):
-    """:class:`ace.flows.steps.LocalSteps` that prints each step's wall time and peak RSS."""
+    """:class:`ace.flows.steps.LocalSteps` that prints each step's wall time, CPU time (all cores)
+    and peak RSS. On a 2-core machine a step whose CPU time is twice its wall time keeps both busy."""
 
     def __init__(self):
         self.rows = []
 
     def run(self, step, *args, label: str, **kwargs):
         _reset_peak()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), _cpu_s()
         out = super().run(step, *args, label=label, **kwargs)
-        dt = time.perf_counter() - t
-        self.rows.append((f"{step.name} {label}", dt, _peak_mb()))
-        print(f"{self.rows[-1][0][:56]:<56} {dt:8.2f} s {self.rows[-1][2]:8.0f} MB peak RSS {_rss_mb():8.0f} MB after",
-              flush=True)
+        dt, cpu = time.perf_counter() - t, _cpu_s() - c
+        self.rows.append((f"{step.name} {label}", dt, _peak_mb(), cpu))
+        print(f"{self.rows[-1][0][:56]:<56} {dt:8.2f} s {cpu:8.2f} CPU s {self.rows[-1][2]:8.0f} MB peak RSS "
+              f"{_rss_mb():8.0f} MB after", flush=True)
         return out
 
 
@@ -84,13 +91,15 @@ def bench_steps(a) -> None:
     params = {k: v for k, v in vars(a).items() if k in FLOW_NAMES}
     explain(bind(ace_flow.fn, params), steps)
     by_step: dict[str, list] = {}
-    for name, dt, peak in steps.rows:
-        by_step.setdefault(name.split(" ")[0], []).append((dt, peak))
+    for name, dt, peak, cpu in steps.rows:
+        by_step.setdefault(name.split(" ")[0], []).append((dt, peak, cpu))
     print("\nper step (all its runs):")
     for name, rows in by_step.items():
-        print(f"{name:<22} {sum(r[0] for r in rows):8.2f} s {max(r[1] for r in rows):8.0f} MB peak RSS  ({len(rows)} runs)")
-    total = sum(r[1] for r in steps.rows)
-    print(f"{'total':<22} {total:8.2f} s {max(r[2] for r in steps.rows):8.0f} MB peak RSS (max over steps)")
+        print(f"{name:<22} {sum(r[0] for r in rows):8.2f} s {sum(r[2] for r in rows):8.2f} CPU s "
+              f"{max(r[1] for r in rows):8.0f} MB peak RSS  ({len(rows)} runs)")
+    total, cpu = sum(r[1] for r in steps.rows), sum(r[3] for r in steps.rows)
+    print(f"{'total':<22} {total:8.2f} s {cpu:8.2f} CPU s {max(r[2] for r in steps.rows):8.0f} MB peak RSS "
+          f"(max over steps); the process: {_cpu_s():.1f} CPU s")
 
 
 def bench_flow(a) -> None:

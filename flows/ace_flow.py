@@ -1,6 +1,7 @@
 """The ACE flow: the seven steps of Ghorbani et al. (2019), each a cached Prefect task.
 
-    1. load images     resolve-model, scan-images, load-images    ace.tasks.algorithm.images
+    1. load images     resolve-model, compile-model (OpenVINO), scan-images, load-images
+                                                                  ace.tasks.models, ace.tasks.algorithm.images
     2. superpixels     superpixels (three resolutions, de-duplicated; the crops made on the fly)
                                                                   ace.tasks.algorithm.superpixels, patches
     3. embed           embed (activations, Parquet), gradients    ace.tasks.algorithm.embed
@@ -31,12 +32,13 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from ace.flows.caching import limit_malloc_arenas
 from ace.flows.parameters import bind, run_parameters
 from ace.flows.runs import note_code_versions, tracked_run
-from ace.flows.steps import (CAV_TCAV, CLUSTER, CONCEPT_ACTS, EMBED, EVALUATE, FILTER_CONCEPTS, GRADIENTS, LOAD_IMAGES,
+from ace.flows.steps import (CAV_TCAV, CLUSTER, COMPILE, CONCEPT_ACTS, EMBED, EVALUATE, FILTER_CONCEPTS, GRADIENTS, LOAD_IMAGES,
                              REPORT, RESOLVE, SCAN, STATISTICAL_TEST, SUPERPIXELS, LocalSteps, PrefectSteps,
                              outputs_exist, run_label)
 from ace.storage.layout import WorkDir
 from ace.tasks.algorithm.sources import ImageFiles, Superpixels
 from ace.tasks.algorithm.stats import ConceptScore
+from ace.tasks.models.backends import compiled_path
 from ace.tasks.models.loader import ModelSpec
 from ace.tasks.params import check_parameters, parse_layers
 from ace.tasks.report.info import ReportInputs, RunInfo
@@ -118,6 +120,10 @@ def _seven_steps(wd: WorkDir, p: SimpleNamespace, steps, recorded: str) -> Class
     model = steps.run(RESOLVE, p.model_to_run, p.model_path, p.labels_path, cls, list(p.feature_names), p.input_size,
                       p.precision, p.layout, p.backend, str(wd.compiled_dir), label=run_label(p.model_to_run, cls))
     spec, layers = model.spec, list(model.layers)
+    futures = []  # steps that run beside the main line, all waited for before clustering
+    if spec.backend == "openvino":  # converted on a worker while the images are scanned and segmented
+        futures.append(steps.submit(COMPILE, spec, layers, out=str(compiled_path(spec, layers, wd.compiled_dir)),
+                                    label=run_label(p.model_to_run, *layers)))
     sets = steps.run(SCAN, p.source_dir, cls, p.num_random_exp, p.max_imgs, p.min_imgs, wd.root, label=cls)
     image_paths = {}
     for role, s in (("discovery", sets.discovery), ("scoring", sets.scoring)):
@@ -135,8 +141,8 @@ def _seven_steps(wd: WorkDir, p: SimpleNamespace, steps, recorded: str) -> Class
         return steps.submit(EMBED, spec, layers, source, p.embedding, out=list(acts[name].values()),
                             batch_size=p.batch_size, compiled_dir=str(wd.compiled_dir), label=run_label(label, *layers))
 
-    futures = [embed(s.name, ImageFiles(s, spec.input_size, spec.resize), s.name)
-               for s in [sets.random_discovery, *sets.randoms]]
+    futures += [embed(s.name, ImageFiles(s, spec.input_size, spec.resize), s.name)
+                for s in [sets.random_discovery, *sets.randoms]]
 
     # 2. superpixels of the discovery images, three resolutions, de-duplicated; each is cropped,
     #    filled with the neutral value and resized to the model input whenever needed, never stored

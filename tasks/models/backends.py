@@ -5,10 +5,10 @@ compiled by OpenVINO.
 model after the requested layers (torchvision's ``create_feature_extractor``: any fx-traceable
 model, several layers at once), converts it once with ``openvino.convert_model`` and keeps the
 converted model in the working directory (``cache/compiled/<key>.xml``; a second run reads it, no
-conversion), compiled with OpenVINO's own blob cache beside it. Batches are split over as many
+conversion: the flow's ``compile-model`` step, while the images are scanned and segmented), compiled with OpenVINO's own blob cache beside it. Batches are split over as many
 asynchronous infer requests as OpenVINO finds optimal (``PERFORMANCE_HINT: THROUGHPUT``); bf16
 runs with ``INFERENCE_PRECISION_HINT: bf16``. A model that does not cut or convert falls back to
-PyTorch with one warning saying why. Gradients (TCAV) always stay in PyTorch, fp32.
+PyTorch with one warning saying why (the reason is kept in ``<key>.failed``: it is tried once). Gradients (TCAV) always stay in PyTorch, fp32.
 
 The backend is part of :class:`ace.tasks.models.loader.ModelSpec`, hence of the activations'
 content keys: activations of two backends are never mixed.
@@ -86,28 +86,80 @@ def compiled_key(spec, layers: list[str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
+def compiled_path(spec, layers: list[str], folder: str | Path) -> Path:
+    """Where :func:`convert` keeps ``spec``'s model cut at ``layers``: ``folder/<key>.xml`` (and ``.bin``)."""
+    return Path(folder) / f"{compiled_key(spec, list(layers))}.xml"
+
+
+class ConversionError(RuntimeError):
+    """The model does not cut or convert; the reason is recorded beside the converted model's path
+    (``<key>.failed``), so a run tries once and every later pass goes straight to PyTorch."""
+
+
 def convert(model: torch.nn.Module, spec, layers: list[str], folder: Path) -> Path:
-    """Convert ``model`` cut at ``layers`` to ``folder/<key>.xml`` unless it is there; returns the path."""
+    """Convert ``model`` cut at ``layers`` to ``folder/<key>.xml`` unless it is there; returns the path.
+    A model that does not trace or convert raises :class:`ConversionError`, now and on every later call."""
     import openvino
 
-    from ace.storage.atomic import file_lock
+    from ace.storage.atomic import file_lock, write_text
 
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    xml = folder / f"{compiled_key(spec, layers)}.xml"
+    xml = compiled_path(spec, layers, folder)
+    failed = xml.with_suffix(".failed")
     with file_lock(str(xml) + ".lock"):
         if xml.is_file():
             return xml
+        if failed.is_file():
+            raise ConversionError(failed.read_text().strip())
         size = spec.input_size
         example = torch.zeros(1, size, size, 3, dtype=torch.uint8)
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tracing's deprecation and train/eval notes: not the user's concern
-            ov_model = openvino.convert_model(_Cut(model, layers, spec.mean, spec.std).eval(), example_input=example,
-                                              input=[(openvino.PartialShape([-1, size, size, 3]), openvino.Type.u8)])
+        try:
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # tracing's deprecation and train/eval notes: not the user's concern
+                ov_model = openvino.convert_model(_Cut(model, layers, spec.mean, spec.std).eval(),
+                                                  example_input=example,
+                                                  input=[(openvino.PartialShape([-1, size, size, 3]), openvino.Type.u8)])
+        except (MemoryError, OSError):
+            raise  # the machine's trouble, not the model's: try again next time
+        except Exception as e:  # fx cannot trace it, or OpenVINO cannot convert it
+            first = str(e).splitlines()[0][:200] if str(e) else ""
+            reason = f"{type(e).__name__}: {first}"
+            write_text(failed, reason + "\n")
+            raise ConversionError(reason) from e
         tmp = folder / f".{xml.stem}.{os.getpid()}.xml"
         openvino.save_model(ov_model, str(tmp), compress_to_fp16=False)
         os.replace(tmp.with_suffix(".bin"), xml.with_suffix(".bin"))
         os.replace(tmp, xml)
     return xml
+
+
+_WARNED: set[Path] = set()
+
+
+def _fall_back(spec, layers: list[str], path: Path, reason: str) -> None:
+    """Say once per process and model that the passes run in PyTorch, and why."""
+    with _LOCK:
+        if path in _WARNED:
+            return
+        _WARNED.add(path)
+    warnings.warn(f"--backend openvino: {spec.name} cut at {', '.join(layers)} does not convert for OpenVINO "
+                  f"({reason}); the passes run in PyTorch", stacklevel=3)
+
+
+def write_compiled(spec, layers: list[str], out: str) -> str:
+    """Step: convert ``spec``'s model cut at ``layers`` into ``out`` (``<folder>/<key>.xml``, see
+    :func:`compiled_path`; with ``<key>.bin``) once. A model that does not convert gets one warning
+    and ``<key>.failed`` (its reason) instead: its passes run in PyTorch. Returns ``out``."""
+    from ace.tasks.models.loader import using_model
+
+    path = Path(out)
+    with using_model(spec) as model:
+        try:
+            convert(model, spec, list(layers), path.parent)
+        except ConversionError as e:
+            _fall_back(spec, list(layers), path, str(e))
+    return out
 
 
 class OpenVINOActivations:
@@ -182,15 +234,15 @@ class OpenVINOActivations:
 
 
 def activation_runner(model: torch.nn.Module, spec, layers: list[str], folder: str | None):
-    """What computes the activations of ``layers``: OpenVINO where ``spec.backend`` says so (and the
-    model converts), else ``None`` (the caller uses PyTorch's hooks). A model that fails to convert
-    gives one warning and ``None``."""
+    """What computes the activations of ``layers``: OpenVINO where ``spec.backend`` says so (the
+    model is converted here unless :func:`write_compiled` did it), else ``None`` (the caller uses
+    PyTorch's hooks). A model that does not convert gives one warning and ``None``: the backend in
+    the content keys is the one asked for, and what it runs is fixed by the model and OpenVINO's
+    version, so equal keys still mean equal activations."""
     if getattr(spec, "backend", "torch") != "openvino" or folder is None:
         return None
     try:
         return OpenVINOActivations(model, spec, layers, folder)
-    except Exception as e:  # a model fx cannot trace or OpenVINO cannot convert: PyTorch does the passes
-        warnings.warn(f"--backend openvino: {spec.name} cut at {', '.join(layers)} did not convert "
-                      f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); using PyTorch",
-                      stacklevel=2)
+    except ConversionError as e:
+        _fall_back(spec, list(layers), compiled_path(spec, layers, folder), str(e))
         return None

@@ -220,19 +220,12 @@ class ResolvedModel:
     class_label: str
 
 
-def _backend(model: nn.Module, spec: ModelSpec, layers: list[str], requested: str, compiled_dir: str | None) -> str:
-    from ace.tasks.models.backends import convert, resolve_backend
+def _backend(requested: str, compiled_dir: str | None) -> str:
+    """The backend of the activation passes: nowhere to keep a converted model means PyTorch."""
+    from ace.tasks.models.backends import resolve_backend
 
     chosen = resolve_backend(requested, compute_device().type)
-    if chosen == "openvino" and compiled_dir:
-        try:
-            convert(model, spec, layers, Path(compiled_dir))
-        except Exception as e:  # fx cannot trace it or OpenVINO cannot convert it: PyTorch runs the passes
-            first = str(e).splitlines()[0][:200] if str(e) else ""
-            warnings.warn(f"--backend {requested}: {spec.name} cut at {', '.join(layers)} does not convert for "
-                          f"OpenVINO ({type(e).__name__}: {first}); the passes run in PyTorch", stacklevel=2)
-            chosen = "torch"
-    return chosen if compiled_dir else "torch"  # nowhere to keep a converted model: PyTorch
+    return chosen if compiled_dir else "torch"
 
 
 def resolve(model_to_run: str, model_path: str | None, labels_path: str | None, target_class: str,
@@ -240,9 +233,9 @@ def resolve(model_to_run: str, model_path: str | None, labels_path: str | None, 
             layout: str = default("layout"), backend: str = "torch", compiled_dir: str | None = None
             ) -> ResolvedModel:
     """Load and fingerprint the model, check the layer names, find each layer's activation layout
-    (``layout`` overrides ``auto``) and the target class; with ``backend`` ``openvino`` (or ``auto``
-    where it applies) cut and convert the model at the layers into ``compiled_dir`` once (a model that
-    does not convert: PyTorch, with one warning)."""
+    (``layout`` overrides ``auto``), the target class and the backend of the passes (``auto``:
+    OpenVINO on a CPU where it is installed; the model is converted into ``compiled_dir`` by
+    :func:`ace.tasks.models.backends.write_compiled`, not here)."""
     labels = load_labels(labels_path)
     idx = class_index(labels, target_class)
     spec = resolve_model(model_to_run, model_path, input_size)
@@ -269,7 +262,7 @@ def resolve(model_to_run: str, model_path: str | None, labels_path: str | None, 
         spec = replace(spec, layouts=tuple((l, detect_layout(shapes[l], model, layout, l)) for l in layers
                                            if l in shapes))
         n_out = output_logits(out).shape[-1]
-        spec = replace(spec, backend=_backend(model, spec, layers, backend, compiled_dir))
+        spec = replace(spec, backend=_backend(backend, compiled_dir))
     if idx >= n_out:
         raise ACEInputError(f"--target_class {target_class!r} is label {idx} of --labels_path, but the model has "
                             f"only {n_out} outputs: use the labels file that belongs to the model")

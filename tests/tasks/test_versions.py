@@ -22,9 +22,10 @@ MODELS = ["tasks/models/loader.py", "tasks/models/zoo.py", "tasks/models/weights
           "tasks/models/layouts.py", "tasks/models/precision.py", "tasks/models/demo_cnn.py"]
 EMBEDDING = ["tasks/algorithm/embed.py", "tasks/algorithm/forward.py", "tasks/algorithm/pooled_embedding.py",
              "tasks/algorithm/sources.py", "tasks/algorithm/patches.py", "tasks/models/layouts.py",
-             "tasks/models/precision.py"]
+             "tasks/models/precision.py", "tasks/models/backends.py"]
 STEP_CODE = {
     "resolve-model": MODELS,
+    "compile-model": ["tasks/models/backends.py"],
     "scan-images": ["tasks/algorithm/images.py"],
     "load-images": ["tasks/algorithm/images.py"],
     "superpixels": ["tasks/algorithm/superpixels.py", "tasks/threads.py"],

@@ -15,11 +15,17 @@ needs_openvino = pytest.mark.skipif(not backends.openvino_available(), reason="t
 
 
 @pytest.fixture(scope="module")
-def demo_model(tmp_path_factory):
-    from ace.tasks.demo.world import DEMO_CLASS, make_world
+def world(tmp_path_factory):
+    from ace.tasks.demo.world import make_world
+
+    return make_world(tmp_path_factory.mktemp("w"), n_per_class=2, n_random=2, num_random_sets=2)
+
+
+@pytest.fixture(scope="module")
+def demo_model(world):
+    from ace.tasks.demo.world import DEMO_CLASS
     from ace.tasks.models.loader import resolve
 
-    world = make_world(tmp_path_factory.mktemp("w"), n_per_class=2, n_random=2, num_random_sets=2)
     return resolve("ace_demo_cnn", None, str(world / "labels.txt"), DEMO_CLASS, ["block2", "block3"], precision="fp32")
 
 
@@ -70,8 +76,8 @@ def test_the_model_is_converted_once(demo_model, tmp_path, monkeypatch):
 
 
 @needs_openvino
-def test_a_model_that_does_not_convert_runs_in_pytorch_with_one_warning(demo_model, tmp_path):
-    from ace.tasks.models.loader import _backend
+def test_a_model_that_does_not_convert_runs_in_pytorch_with_one_warning(demo_model, tmp_path, monkeypatch):
+    import openvino
 
     class DataDependent(torch.nn.Module):  # control flow on values: fx cannot trace it
         def __init__(self):
@@ -82,8 +88,32 @@ def test_a_model_that_does_not_convert_runs_in_pytorch_with_one_warning(demo_mod
             y = self.conv(x)
             return y if y.sum() > 0 else -y
 
+    spec = replace(demo_model.spec, backend="openvino")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        chosen = _backend(DataDependent(), demo_model.spec, ["conv"], "auto", str(tmp_path))
+        first = backends.activation_runner(DataDependent(), spec, ["conv"], str(tmp_path))
+        # tried once: the reason is kept, the next pass neither converts again nor warns again
+        monkeypatch.setattr(openvino, "convert_model", lambda *a, **k: pytest.fail("converted again"))
+        second = backends.activation_runner(DataDependent(), spec, ["conv"], str(tmp_path))
     said = [str(w.message) for w in caught if "does not convert" in str(w.message)]
-    assert chosen == "torch" and len(said) == 1 and "the passes run in PyTorch" in said[0], said
+    assert first is None and second is None
+    assert len(said) == 1 and "the passes run in PyTorch" in said[0], said
+    failed = backends.compiled_path(spec, ["conv"], tmp_path).with_suffix(".failed")
+    assert "TraceError" in failed.read_text() or "Error" in failed.read_text()
+
+
+@needs_openvino
+def test_resolve_chooses_openvino_and_the_compile_step_converts(world, tmp_path):
+    from ace.tasks.demo.world import DEMO_CLASS
+    from ace.tasks.models.loader import resolve
+
+    folder = tmp_path / "compiled"
+    model = resolve("ace_demo_cnn", None, str(world / "labels.txt"), DEMO_CLASS, ["block2"], precision="fp32",
+                    backend="auto", compiled_dir=str(folder))
+    assert model.spec.backend == "openvino"
+    assert not folder.exists() or not any(folder.iterdir())  # resolving converts nothing: the step does
+    out = backends.compiled_path(model.spec, ["block2"], folder)
+    assert backends.write_compiled(model.spec, ["block2"], str(out)) == str(out)
+    assert out.is_file() and out.with_suffix(".bin").is_file()
+    assert resolve("ace_demo_cnn", None, str(world / "labels.txt"), DEMO_CLASS, ["block2"], precision="fp32",
+                   backend="auto", compiled_dir=None).spec.backend == "torch"  # nowhere to keep it
