@@ -7,13 +7,16 @@ is treated as a class of its own (``cls_k``, the ImageNet label ``k`` in a label
 any class index), against ``random_discovery`` and the 20 random sets. Runs, each in a fresh
 Prefect home (its own database), with ``--max_imgs 25 --min_imgs 12`` (the folders hold 50 photos):
 
-1. ``cls_0`` alone (cold: it also embeds the random sets), then ``cls_1`` alone in the same working
-   dir: the one-class cost of a class's own steps (every random set cached), Prefect start included;
+1. ``cls_0`` alone (cold: it also embeds the random sets), then ``cls_1`` and ``cls_2`` alone in the
+   same working dir: with every random set cached, a one-class run does only the class's own
+   steps; their cost is its flow run's span (from "Beginning flow run" to its end, so without the
+   process's and the Prefect server's start-up), and the command's wall time is printed beside it;
 2. the sweep: every class in one command, in a fresh working dir.
 
 Prints per class of the sweep its cost (between the ends of consecutive class runs), the peak RSS
-while it ran (sampled every 0.2 s), the working dir's and the database's growth, the ratio of each
-class after the first to the one-class cost, and the extrapolation to 1,000 classes.
+while it ran (sampled every 0.2 s), the working dir's and the database's growth, the ratio of
+``cls_1`` and ``cls_2`` in the sweep to their own steps alone (and of the mean class after the first
+to their mean), and the extrapolation to 1,000 classes.
 """
 
 from __future__ import annotations
@@ -90,6 +93,17 @@ def class_ends(log: str) -> list[tuple[str, float]]:
     return ends
 
 
+def flow_span(log: str, name: str) -> float:
+    """Seconds from the start of flow run ``name`` to its end, from the log's timestamps."""
+    stamp = r"(\d\d:\d\d:\d\d\.\d+) \| INFO +\| Flow run '" + re.escape(name) + "' - "
+    begin = re.search(stamp + "Beginning flow run", log)
+    end = re.search(stamp + "Finished in state", log)
+    if not begin or not end:
+        raise SystemExit(f"no start or end of flow run {name!r} in the log")
+    t0, t1 = (datetime.strptime(m.group(1), "%H:%M:%S.%f") for m in (begin, end))
+    return (t1 - t0).total_seconds()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--classes", type=int, default=20)
@@ -104,10 +118,15 @@ def main() -> None:
 
     one = root / f"one-{a.embedding}"
     cold, _, s_cold = run([*common, "--working_dir", str(one), "--target_class", "cls_0"], root / "home-one")
-    alone, _, s_alone = run([*common, "--working_dir", str(one), "--target_class", "cls_1"], root / "home-one")
+    own, walls, s_alone = {}, {}, []
+    for name in ("cls_1", "cls_2"):
+        walls[name], log, samples = run([*common, "--working_dir", str(one), "--target_class", name], root / "home-one")
+        own[name] = flow_span(log, f"ace-{name}")
+        s_alone += samples
+    alone = sum(own.values()) / len(own)
     peak_one = max(r for _, r in s_cold + s_alone)
-    print(f"one class: cls_0 cold {cold:.1f} s; cls_1 alone, random sets cached: {alone:.1f} s; "
-          f"peak RSS {peak_one} MB")
+    print(f"one class: cls_0 cold {cold:.1f} s; alone with the random sets cached, own steps (flow run) / command: "
+          + ", ".join(f"{n} {own[n]:.1f} s / {walls[n]:.1f} s" for n in own) + f"; peak RSS {peak_one} MB")
 
     sweep = root / f"sweep-{a.embedding}"
     home = root / "home-sweep"
@@ -118,19 +137,21 @@ def main() -> None:
     day = datetime.fromtimestamp(start)
     start_s = day.hour * 3600 + day.minute * 60 + day.second + day.microsecond / 1e6
     print(f"\nsweep of {len(classes)} classes ({a.embedding}): {wall:.1f} s, peak RSS {max(r for _, r in samples)} MB")
-    print("| class | cost | peak RSS while it ran | vs the class alone |\n| --- | --- | --- | --- |")
+    print("| class | cost | peak RSS while it ran | vs its own steps alone |\n| --- | --- | --- | --- |")
     previous, costs = start_s, []
     for name, end in ends:
         lo, hi = previous - start_s + start, end - start_s + start
         rss = max((r for t, r in samples if lo <= t <= hi), default=0)
         costs.append(end - previous)
-        print(f"| {name} | {end - previous:.1f} s | {rss} MB | {(end - previous) / alone:.2f}x |")
+        ratio = f"{(end - previous) / own[name]:.2f}x" if name in own else "-"
+        print(f"| {name} | {end - previous:.1f} s | {rss} MB | {ratio} |")
         previous = end
     later = costs[1:]
     db = sum(f.stat().st_size for f in home.rglob("*.db*"))
     wd = du(sweep)
     print(f"\nclasses after the first: {sum(later) / max(len(later), 1):.1f} s each on average "
-          f"({sum(later) / max(len(later), 1) / alone:.2f}x the class alone, max {max(later, default=0) / alone:.2f}x); "
+          f"({sum(later) / max(len(later), 1) / alone:.2f}x the mean own steps of cls_1 and cls_2 alone, "
+          f"max {max(later, default=0) / alone:.2f}x); "
           f"peak RSS {max(r for _, r in samples)} MB against {peak_one} MB for one class")
     print(f"working dir {wd / 1e6:.0f} MB ({wd / 1e6 / len(classes):.1f} MB a class), Prefect database "
           f"{db / 1e6:.1f} MB ({db / 1e6 / len(classes):.2f} MB a class)")

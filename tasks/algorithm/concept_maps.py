@@ -30,15 +30,13 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from ace.tasks.algorithm.evaluate import assign
-from ace.tasks.algorithm.forward import class_logit_gradients, class_outputs, layer_activations, to_input
+from ace.tasks.algorithm.evaluate import assign_significant
+from ace.tasks.algorithm.forward import activation_passes, class_logit_gradients, class_outputs, to_input
 from ace.tasks.algorithm.patches import make_patch, make_superpixel
 from ace.tasks.algorithm.pooled_embedding import mask_weights, pool_feature_map
 from ace.tasks.algorithm.superpixels import superpixel_masks
-from ace.tasks.models.backends import activation_runner
 from ace.tasks.models.layouts import channel_mean, grid_sum, to_grid
 from ace.tasks.models.loader import ModelSpec, model_device, using_model
-from ace.tasks.models.precision import autocast
 
 
 def embed_superpixels(spec: ModelSpec, layer: str, image: np.ndarray, masks: np.ndarray, embedding: str,
@@ -48,14 +46,10 @@ def embed_superpixels(spec: ModelSpec, layer: str, image: np.ndarray, masks: np.
     if not len(masks):
         return np.zeros((0, 0), np.float32)
     with using_model(spec) as model:
-        device = model_device(model)
-        runner = activation_runner(model, spec, [layer], compiled_dir)
+        passes = activation_passes(model, spec, [layer], compiled_dir)
 
         def activations(batch):
-            if runner is not None:
-                return runner(batch)[layer]
-            with autocast(spec.precision, device):
-                return layer_activations(model, [layer], to_input(batch, spec, device))[layer]
+            return passes(batch)[layer]
 
         if embedding == "pooled":
             act = activations(image[None])
@@ -134,8 +128,7 @@ def explain_image(spec: ModelSpec, layer: str, image: np.ndarray, method: str, e
     ``names``), and the image's own class probability and logit."""
     masks, _ = superpixel_masks(image, method)
     emb = embed_superpixels(spec, layer, image, masks, embedding, fill, batch_size, compiled_dir)
-    nearest = assign(emb, centres, radii) if len(masks) and len(centres) else np.full(len(masks), -1)
-    assigned = np.where(nearest >= 0, concept_of[np.maximum(nearest, 0)], -1)
+    assigned = assign_significant(emb, centres, radii, concept_of)
     full = paint(masks, assigned) if len(masks) else np.zeros(image.shape[:2], np.uint8)
     present = [j for j in range(len(names)) if (full == j + 1).any()]
     label = np.zeros_like(full)
@@ -164,7 +157,7 @@ def write_concept_table(clusters_path: str, superpixel_acts: str, concepts_path:
     from ace.storage.atomic import atomic_path
     from ace.storage.tables import ArrayTable
     from ace.tasks.algorithm.cluster import read_concepts
-    from ace.tasks.algorithm.evaluate import concept_centres
+    from ace.tasks.algorithm.evaluate import concept_centres, significant_index
 
     scores = {s.concept: s for s in tested if s.layer == layer and s.significant}
     every = read_concepts(concepts_path)  # the clusters that passed ACE's filter, significant or not
@@ -175,7 +168,7 @@ def write_concept_table(clusters_path: str, superpixel_acts: str, concepts_path:
     # when that concept is the nearest of them all
     clusters = [c.cluster for c in every]
     centres, radii = concept_centres(emb, labels, clusters)
-    concept_of = np.array([next((j for j, c in enumerate(concepts) if c.cluster == k), -1) for k in clusters], np.int64)
+    concept_of = significant_index([c.name for c in every], [c.name for c in concepts])
     sums: dict[str, np.ndarray] = {}
     for path in cav_paths:
         with np.load(path) as z:

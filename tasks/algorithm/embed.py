@@ -14,12 +14,11 @@ import numpy as np
 
 from ace.storage.tables import ArrayTable, TableWriter
 from ace.tasks.models.layouts import channel_mean, grid_sum
-from ace.tasks.algorithm.forward import class_logit_gradients, layer_activations, to_input
+from ace.tasks.algorithm.forward import activation_passes, class_logit_gradients, to_input
 from ace.tasks.algorithm.pooled_embedding import write_pooled_superpixels
 from ace.tasks.algorithm.sources import ImageTable, Superpixels, prefetch
-from ace.tasks.models.backends import activation_runner
 from ace.tasks.models.loader import ModelSpec, check_model_layers, model_device, using_model
-from ace.tasks.models.precision import autocast, to_storage
+from ace.tasks.models.precision import to_storage
 
 
 def write_activations(spec: ModelSpec, layers: list[str], source, embedding: str, out: list[str],
@@ -40,27 +39,16 @@ def write_activations(spec: ModelSpec, layers: list[str], source, embedding: str
     with contextlib.ExitStack() as stack:
         model = stack.enter_context(using_model(spec))
         check_model_layers(model, layers)
-        device = model_device(model)
-        runner = activation_runner(model, spec, layers, compiled_dir)
+        passes = activation_passes(model, spec, layers, compiled_dir)
         writers = [stack.enter_context(TableWriter(o, {"layer": l, "model": spec.key, "precision": spec.precision}))
                    for l, o in zip(layers, outs)]
-        batches = prefetch(source.batches(batch_size))
-        if runner is not None:  # OpenVINO: uint8 batches in flight while earlier results are written
-            stream = runner.stream(batches)
-        else:
-            stream = (_torch_activations(model, layers, to_input(b, spec, device), spec.precision, device)
-                      for b in batches)
-        for acts in stream:
+        # batches made on a background thread; OpenVINO keeps them in flight while results are written
+        for acts in passes.stream(prefetch(source.batches(batch_size))):
             for layer, w in zip(layers, writers):
                 a = acts[layer]
                 mean = channel_mean(a.float(), spec.layout(layer, tuple(a.shape))).cpu().numpy().astype(np.float32)
                 w.append(act=mean if pooled else to_storage(a), mean=mean)
     return outs
-
-
-def _torch_activations(model, layers: list[str], x, precision: str, device) -> dict:
-    with autocast(precision, device):
-        return layer_activations(model, layers, x)
 
 
 def _warn_if_constant(g: np.ndarray, layer: str) -> None:

@@ -63,6 +63,20 @@ def assign(emb: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> np.ndarra
     return np.where(d[np.arange(len(emb)), nearest] <= radii[nearest], nearest, -1)
 
 
+def significant_index(names: list[str], significant: list[str]) -> np.ndarray:
+    """Each of a layer's concepts (``names``, significant or not) as its index in ``significant``, -1 if not there."""
+    return np.array([significant.index(n) if n in significant else -1 for n in names], np.int64)
+
+
+def assign_significant(emb: np.ndarray, centres: np.ndarray, radii: np.ndarray, concept_of: np.ndarray) -> np.ndarray:
+    """The rule of ``ace explain-images`` and of the report's "where each concept fires": each row
+    belongs to the nearest of all the layer's concepts (``centres``, ``radii``; significant or not)
+    when it lies within that concept's radius, and is reported as ``concept_of`` of it (its index
+    among the significant concepts, see :func:`significant_index`); -1 where none or not significant."""
+    nearest = assign(emb, centres, radii) if len(emb) and len(centres) else np.full(len(emb), -1)
+    return np.where(nearest >= 0, np.asarray(concept_of, np.int64)[np.maximum(nearest, 0)], -1)
+
+
 def union_masks(masks: np.ndarray, image_index: np.ndarray, chosen: np.ndarray, n_images: int) -> np.ndarray:
     """(n_images, H, W) union of the chosen superpixels' masks per image."""
     out = np.zeros((n_images, *masks.shape[1:]), bool)
@@ -137,12 +151,13 @@ def evaluate_concepts(spec, layer: str, images_path: str, segments_path: str, sc
     scoring = np.asarray(ArrayTable(scoring_acts).read("mean"))
     centres, radii = concept_centres(discovery, labels, [concepts[n].cluster for n in significant])
     regions = concept_regions(masks, image_index, assign(scoring, centres, radii), len(images), len(significant))
-    # where each significant concept fires, by the rule of ace explain-images (the nearest of all the
-    # layer's concepts, significant or not, within its radius): the report paints the scoring images with it
+    # where each significant concept fires, by the rule of ace explain-images: the report paints the
+    # scoring images with it
     every = list(concepts.values())
     centres, radii = concept_centres(discovery, labels, [c.cluster for c in every])
-    concept_of = np.array([significant.index(c.name) if c.name in significant else -1 for c in every] + [-1])
-    result["where"] = {"concepts": significant, "superpixel_concept": concept_of[assign(scoring, centres, radii)].tolist()}
+    concept_of = significant_index([c.name for c in every], significant)
+    result["where"] = {"concepts": significant,
+                       "superpixel_concept": assign_significant(scoring, centres, radii, concept_of).tolist()}
     result["fidelity"] = {"concepts": significant, **fidelity(
         lambda batch: class_outputs(spec, batch, class_idx, default("batch_size"), spec.precision)[0], images, regions,
         [by_name[n].tcav_mean for n in significant], fill, seed)}

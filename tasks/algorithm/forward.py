@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ace.tasks.models.loader import ModelSpec, output_logits
+from ace.tasks.models.loader import ModelSpec, model_device, output_logits
+from ace.tasks.models.precision import autocast
 
 
 class _Enough(Exception):
@@ -62,6 +63,34 @@ def layer_activations(model: nn.Module, layers: list[str], x: torch.Tensor) -> d
     if missing:
         raise RuntimeError(f"layers {missing} were never called in the forward pass")
     return captured
+
+
+class TorchActivations:
+    """PyTorch's activation passes with the interface of
+    :class:`ace.tasks.models.backends.OpenVINOActivations`: ``__call__(images)`` gives the activations
+    of ``layers`` for a uint8 (N, H, W, 3) batch (under the run's precision), ``stream(batches)`` the
+    same for many batches, in order."""
+
+    def __init__(self, model: nn.Module, spec: ModelSpec, layers: list[str]) -> None:
+        self.model, self.spec, self.layers = model, spec, list(layers)
+        self.device = model_device(model)
+
+    def __call__(self, images: np.ndarray) -> dict[str, torch.Tensor]:
+        with autocast(self.spec.precision, self.device):
+            return layer_activations(self.model, self.layers, to_input(images, self.spec, self.device))
+
+    def stream(self, batches):
+        for batch in batches:
+            yield self(batch)
+
+
+def activation_passes(model: nn.Module, spec: ModelSpec, layers: list[str], compiled_dir: str | None):
+    """What runs the activation passes of ``layers``: the model converted for OpenVINO where
+    ``spec.backend`` says so and it converts (:func:`ace.tasks.models.backends.activation_runner`),
+    else :class:`TorchActivations`. Either takes uint8 images as decoded."""
+    from ace.tasks.models.backends import activation_runner
+
+    return activation_runner(model, spec, layers, compiled_dir) or TorchActivations(model, spec, layers)
 
 
 def class_logit_gradients(model: nn.Module, layers: list[str], x: torch.Tensor, class_idx: int

@@ -16,12 +16,10 @@ import torch
 import torch.nn.functional as F
 
 from ace.storage.tables import ArrayTable, TableWriter
-from ace.tasks.algorithm.forward import layer_activations, to_input
+from ace.tasks.algorithm.forward import activation_passes
 from ace.tasks.algorithm.images import read_images
-from ace.tasks.models.backends import activation_runner
 from ace.tasks.models.layouts import to_grid
-from ace.tasks.models.loader import ModelSpec, check_model_layers, model_device, using_model
-from ace.tasks.models.precision import autocast
+from ace.tasks.models.loader import ModelSpec, check_model_layers, using_model
 from ace.tasks.algorithm.superpixels import unpack_masks
 
 
@@ -71,17 +69,12 @@ def write_pooled_superpixels(spec: ModelSpec, layers: list[str], images_path: st
     with contextlib.ExitStack() as stack:
         model = stack.enter_context(using_model(spec))
         check_model_layers(model, layers)
-        device = model_device(model)
-        runner = activation_runner(model, spec, layers, compiled_dir)
+        passes = activation_passes(model, spec, layers, compiled_dir)
         writers = [stack.enter_context(TableWriter(o, {"layer": l, "model": spec.key, "embedding": "pooled"}))
                    for l, o in zip(layers, outs)]
         for start in range(0, len(images), batch_size):
             stop = min(start + batch_size, len(images))
-            if runner is not None:
-                acts = runner(images[start:stop])
-            else:
-                with autocast(spec.precision, device):
-                    acts = layer_activations(model, layers, to_input(images[start:stop], spec, device))
+            acts = passes(images[start:stop])
             rows = np.nonzero((image_index >= start) & (image_index < stop))[0]
             for chunk in range(0, len(rows), 256):  # a few hundred masks at a time
                 packed, idx = seg.read("mask", rows[chunk:chunk + 256]), image_index[rows[chunk:chunk + 256]]

@@ -127,7 +127,7 @@ def write_report(workdir: str, info: RunInfo, scores: list[ConceptScore], result
     with file_lock(wd.lock(f"report-{class_folder(info.target_class)}")):
         with atomic_dir(target.path) as tmp:
             _write_class_folder(target.rebased(tmp), info, scores, baselines, concepts_paths, images_path,
-                                superpixels, image_names, fill, blocks)
+                                superpixels, image_names, fill, blocks, inputs.scoring)
             if (target.path / "images").is_dir():  # the maps of ace explain-images stay (hard links)
                 shutil.copytree(target.path / "images", Path(tmp) / "images", copy_function=os.link)
                 link_images_page(target.rebased(tmp).page)
@@ -143,7 +143,10 @@ def write_report(workdir: str, info: RunInfo, scores: list[ConceptScore], result
 
 def _write_class_folder(target: ClassDir, info: RunInfo, scores: list[ConceptScore], baselines: dict,
                         concepts_paths: dict[str, str], images_path: str, superpixels: Superpixels,
-                        image_names: list[str], fill: tuple[float, float, float], blocks: dict) -> None:
+                        image_names: list[str], fill: tuple[float, float, float], blocks: dict,
+                        scoring: tuple[str, str] | None = None) -> None:
+    """The class folder's files; ``scoring``: the scoring images' and superpixels' tables (the
+    evaluation's "where" paints them)."""
     images = read_images(images_path)
     img_dir = target.concept_dir / "images"
     mkdirs(img_dir)
@@ -182,10 +185,9 @@ def _write_class_folder(target: ClassDir, info: RunInfo, scores: list[ConceptSco
             galleries[layer] = f"results/{safe_name(layer)}.png"
         for w in writes:
             w.result()  # a failed write fails the report
-    if blocks.get("evaluation", {}).get("where") and blocks.get("scoring"):
+    if blocks.get("evaluation", {}).get("where") and scoring:
         blocks["where"] = write_where(target.results_dir, blocks["evaluation"]["where"], scores,
-                                      blocks["evaluation"]["layer"], blocks["scoring"])
-    blocks.pop("scoring", None)
+                                      blocks["evaluation"]["layer"], scoring)
     if blocks.get("evaluation"):  # the per-superpixel assignment stays in the evaluation's cache
         blocks["evaluation"] = {k: v for k, v in blocks["evaluation"].items() if k != "where"}
     text = summary_text(info, scores, baselines)
@@ -243,8 +245,6 @@ def extra_blocks(info: RunInfo, scores: list[ConceptScore], concepts_paths: dict
             blocks["ground_truth"] = {"layer": layer, **block}
     if inputs.evaluation:
         blocks["evaluation"] = ev = json.loads(Path(inputs.evaluation).read_text())
-        if inputs.scoring:
-            blocks["scoring"] = inputs.scoring
         if ev.get("fidelity"):
             fid = ev["fidelity"]
             blocks["completeness"] = {ev["layer"]: fid["completeness"]}
