@@ -33,7 +33,7 @@ from ace.flows.caching import (fresh, map_fresh, outputs_exist, params_cache_key
                                returns_out, run_step)
 from ace.storage.keys import content_key
 from ace.tasks.algorithm import cav, cluster, concept_maps, embed, evaluate, images, stats, superpixels
-from ace.tasks.models import backends, loader
+from ace.tasks.models import loader
 from ace.tasks.models.loader import weights_stamp
 from ace.tasks.report import image_page, writer
 from ace.tasks.versions import STEP_VERSIONS
@@ -106,7 +106,7 @@ def _publish(arguments: dict, summary: str) -> None:
 
 
 RESOLVE = _step("resolve-model", loader.resolve, cache_key_fn=_resolve_cache_key, retries=0)
-COMPILE = _step("compile-model", backends.write_compiled)
+COMPILE = _step("compile-model", loader.write_compiled)
 SCAN = _step("scan-images", images.scan_source, cache_key_fn=_scan_cache_key, retries=0)
 LOAD_IMAGES = _step("load-images", images.write_images)
 SUPERPIXELS = _step("superpixels", superpixels.write_segments)

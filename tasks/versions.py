@@ -9,7 +9,7 @@ number. ``docs/working-dir.md`` says what an upgrade recomputes.
 
 STEP_VERSIONS: dict[str, int] = {
     "resolve-model": 1,        # ace.tasks.models (loading, layer names, layouts, precision)
-    "compile-model": 1,        # ace.tasks.models.backends (write_compiled: the model converted for OpenVINO)
+    "compile-model": 1,        # ace.tasks.models.backends, loader.write_compiled: the model converted for OpenVINO
     "scan-images": 1,          # ace.tasks.algorithm.images: which images a run uses
     "load-images": 1,          # ace.tasks.algorithm.images: decoding and resizing
     "superpixels": 1,          # ace.tasks.algorithm.superpixels

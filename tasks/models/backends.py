@@ -137,7 +137,7 @@ def convert(model: torch.nn.Module, spec, layers: list[str], folder: Path) -> Pa
 _WARNED: set[Path] = set()
 
 
-def _fall_back(spec, layers: list[str], path: Path, reason: str) -> None:
+def fall_back(spec, layers: list[str], path: Path, reason: str) -> None:
     """Say once per process and model that the passes run in PyTorch, and why."""
     with _LOCK:
         if path in _WARNED:
@@ -145,21 +145,6 @@ def _fall_back(spec, layers: list[str], path: Path, reason: str) -> None:
         _WARNED.add(path)
     warnings.warn(f"--backend openvino: {spec.name} cut at {', '.join(layers)} does not convert for OpenVINO "
                   f"({reason}); the passes run in PyTorch", stacklevel=3)
-
-
-def write_compiled(spec, layers: list[str], out: str) -> str:
-    """Step: convert ``spec``'s model cut at ``layers`` into ``out`` (``<folder>/<key>.xml``, see
-    :func:`compiled_path`; with ``<key>.bin``) once. A model that does not convert gets one warning
-    and ``<key>.failed`` (its reason) instead: its passes run in PyTorch. Returns ``out``."""
-    from ace.tasks.models.loader import using_model
-
-    path = Path(out)
-    with using_model(spec) as model:
-        try:
-            convert(model, spec, list(layers), path.parent)
-        except ConversionError as e:
-            _fall_back(spec, list(layers), path, str(e))
-    return out
 
 
 class OpenVINOActivations:
@@ -235,7 +220,7 @@ class OpenVINOActivations:
 
 def activation_runner(model: torch.nn.Module, spec, layers: list[str], folder: str | None):
     """What computes the activations of ``layers``: OpenVINO where ``spec.backend`` says so (the
-    model is converted here unless :func:`write_compiled` did it), else ``None`` (the caller uses
+    model is converted here unless :func:`ace.tasks.models.loader.write_compiled` did it), else ``None`` (the caller uses
     PyTorch's hooks). A model that does not convert gives one warning and ``None``: the backend in
     the content keys is the one asked for, and what it runs is fixed by the model and OpenVINO's
     version, so equal keys still mean equal activations."""
@@ -244,5 +229,5 @@ def activation_runner(model: torch.nn.Module, spec, layers: list[str], folder: s
     try:
         return OpenVINOActivations(model, spec, layers, folder)
     except ConversionError as e:
-        _fall_back(spec, list(layers), compiled_path(spec, layers, folder), str(e))
+        fall_back(spec, list(layers), compiled_path(spec, layers, folder), str(e))
         return None

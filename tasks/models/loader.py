@@ -228,6 +228,21 @@ def _backend(requested: str, compiled_dir: str | None) -> str:
     return chosen if compiled_dir else "torch"
 
 
+def write_compiled(spec, layers: list[str], out: str) -> str:
+    """Step: convert ``spec``'s model cut at ``layers`` into ``out`` (``<folder>/<key>.xml``, see
+    :func:`ace.tasks.models.backends.compiled_path`; with ``<key>.bin``) once. A model that does not convert gets one warning
+    and ``<key>.failed`` (its reason) instead: its passes run in PyTorch. Returns ``out``."""
+    from ace.tasks.models.backends import ConversionError, convert, fall_back
+
+    path = Path(out)
+    with using_model(spec) as model:
+        try:
+            convert(model, spec, list(layers), path.parent)
+        except ConversionError as e:
+            fall_back(spec, list(layers), path, str(e))
+    return out
+
+
 def resolve(model_to_run: str, model_path: str | None, labels_path: str | None, target_class: str,
             layers: list[str], input_size: int | None = None, precision: str = default("precision"),
             layout: str = default("layout"), backend: str = "torch", compiled_dir: str | None = None
@@ -235,7 +250,7 @@ def resolve(model_to_run: str, model_path: str | None, labels_path: str | None, 
     """Load and fingerprint the model, check the layer names, find each layer's activation layout
     (``layout`` overrides ``auto``), the target class and the backend of the passes (``auto``:
     OpenVINO on a CPU where it is installed; the model is converted into ``compiled_dir`` by
-    :func:`ace.tasks.models.backends.write_compiled`, not here)."""
+    :func:`write_compiled`, not here)."""
     labels = load_labels(labels_path)
     idx = class_index(labels, target_class)
     spec = resolve_model(model_to_run, model_path, input_size)

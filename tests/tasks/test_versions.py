@@ -25,7 +25,7 @@ EMBEDDING = ["tasks/algorithm/embed.py", "tasks/algorithm/forward.py", "tasks/al
              "tasks/models/precision.py", "tasks/models/backends.py"]
 STEP_CODE = {
     "resolve-model": MODELS,
-    "compile-model": ["tasks/models/backends.py"],
+    "compile-model": ["tasks/models/backends.py", "tasks/models/loader.py"],
     "scan-images": ["tasks/algorithm/images.py"],
     "load-images": ["tasks/algorithm/images.py"],
     "superpixels": ["tasks/algorithm/superpixels.py", "tasks/threads.py"],

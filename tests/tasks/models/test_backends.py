@@ -105,7 +105,7 @@ def test_a_model_that_does_not_convert_runs_in_pytorch_with_one_warning(demo_mod
 @needs_openvino
 def test_resolve_chooses_openvino_and_the_compile_step_converts(world, tmp_path):
     from ace.tasks.demo.world import DEMO_CLASS
-    from ace.tasks.models.loader import resolve
+    from ace.tasks.models.loader import resolve, write_compiled
 
     folder = tmp_path / "compiled"
     model = resolve("ace_demo_cnn", None, str(world / "labels.txt"), DEMO_CLASS, ["block2"], precision="fp32",
@@ -113,7 +113,7 @@ def test_resolve_chooses_openvino_and_the_compile_step_converts(world, tmp_path)
     assert model.spec.backend == "openvino"
     assert not folder.exists() or not any(folder.iterdir())  # resolving converts nothing: the step does
     out = backends.compiled_path(model.spec, ["block2"], folder)
-    assert backends.write_compiled(model.spec, ["block2"], str(out)) == str(out)
+    assert write_compiled(model.spec, ["block2"], str(out)) == str(out)
     assert out.is_file() and out.with_suffix(".bin").is_file()
     assert resolve("ace_demo_cnn", None, str(world / "labels.txt"), DEMO_CLASS, ["block2"], precision="fp32",
                    backend="auto", compiled_dir=None).spec.backend == "torch"  # nowhere to keep it
