@@ -32,9 +32,9 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from ace.flows.caching import limit_malloc_arenas
 from ace.flows.parameters import bind, run_parameters
 from ace.flows.runs import note_code_versions, tracked_run
-from ace.flows.steps import (CAV_TCAV, CLUSTER, COMPILE, CONCEPT_ACTS, EMBED, EVALUATE, FILTER_CONCEPTS, GRADIENTS, LOAD_IMAGES,
-                             REPORT, RESOLVE, SCAN, STATISTICAL_TEST, SUPERPIXELS, LocalSteps, PrefectSteps,
-                             outputs_exist, run_label)
+from ace.flows.steps import (CAV_TCAV, CLUSTER, COMPILE, CONCEPT_ACTS, EMBED, EVALUATE, FILTER_CONCEPTS, GRADIENTS,
+                             LOAD_IMAGES, REPORT, RESOLVE, SCAN, STATISTICAL_TEST, SUPERPIXELS, LocalSteps,
+                             PrefectSteps, outputs_exist, run_label)
 from ace.storage.layout import WorkDir
 from ace.tasks.algorithm.sources import ImageFiles, Superpixels
 from ace.tasks.algorithm.stats import ConceptScore

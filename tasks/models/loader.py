@@ -229,9 +229,10 @@ def _backend(requested: str, compiled_dir: str | None) -> str:
 
 
 def write_compiled(spec, layers: list[str], out: str) -> str:
-    """Step: convert ``spec``'s model cut at ``layers`` into ``out`` (``<folder>/<key>.xml``, see
-    :func:`ace.tasks.models.backends.compiled_path`; with ``<key>.bin``) once. A model that does not convert gets one warning
-    and ``<key>.failed`` (its reason) instead: its passes run in PyTorch. Returns ``out``."""
+    """Step: convert ``spec``'s model cut at ``layers`` into ``out`` once (``<folder>/<key>.xml`` and
+    ``<key>.bin``, ``out`` as :func:`ace.tasks.models.backends.compiled_path` names it). A model that
+    does not convert gets one warning and ``<key>.failed`` (its reason) instead: its passes run in
+    PyTorch. Returns ``out``."""
     from ace.tasks.models.backends import ConversionError, convert, fall_back
 
     path = Path(out)
