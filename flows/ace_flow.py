@@ -29,7 +29,7 @@ from typing import Any, Iterator
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from ace.flows.caching import limit_malloc_arenas
+from ace.flows.caching import tune_malloc
 from ace.flows.parameters import bind, run_parameters
 from ace.flows.runs import note_code_versions, tracked_run
 from ace.flows.steps import (CAV_TCAV, CLUSTER, COMPILE, CONCEPT_ACTS, EMBED, EVALUATE, FILTER_CONCEPTS, GRADIENTS,
@@ -44,7 +44,7 @@ from ace.tasks.params import check_parameters, parse_layers
 from ace.tasks.report.info import ReportInputs, RunInfo
 from ace.tasks.versions import step_version as v
 
-limit_malloc_arenas()  # the process that runs the steps: memory flat from class to class
+tune_malloc()  # the process that runs the steps: memory flat from class to class
 
 
 @flow(name="ace", flow_run_name="ace-{target_class}", log_prints=True, validate_parameters=True,
@@ -205,8 +205,8 @@ def _seven_steps(wd: WorkDir, p: SimpleNamespace, steps, recorded: str) -> Class
     if p.evaluate:
         steps.run(SUPERPIXELS, scoring_images, p.superpixel_method, out=sc_seg_out, n_jobs=p.n_jobs,
                   label=run_label(cls, "scoring"))
-        steps.run(EMBED, spec, [layer], scoring_sp, p.embedding, out=sc_acts, batch_size=p.batch_size, compiled_dir=str(wd.compiled_dir),
-                  label=run_label(cls, "scoring-superpixels", layer))
+        steps.run(EMBED, spec, [layer], scoring_sp, p.embedding, out=sc_acts, batch_size=p.batch_size,
+                  compiled_dir=str(wd.compiled_dir), label=run_label(cls, "scoring-superpixels", layer))
         steps.run(EVALUATE, spec, layer, scoring_images, sc_seg_out, sc_acts[0], acts["superpixels"][layer],
                   cluster_paths[layer], concepts[layer], tested, model.class_idx, fill_rgb, p.seed, out=ev_out,
                   label=run_label(cls, layer))

@@ -90,7 +90,7 @@ def retry_unless_input_error(task, task_run, state) -> bool:
     return not isinstance(exc, ACEInputError)
 
 
-def limit_malloc_arenas(arenas: int = 2, mmap_threshold: int = 4 << 20) -> None:
+def tune_malloc(arenas: int = 2, mmap_threshold: int = 4 << 20) -> None:
     """Tune glibc's malloc for a long process that runs class after class.
 
     * At most ``arenas`` heaps (M_ARENA_MAX). By default every thread that allocates gets its own

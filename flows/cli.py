@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from ace.flows.caching import limit_malloc_arenas
+from ace.flows.caching import tune_malloc
 from ace.tasks.params import BY_NAME, PARAMS, default, parse_layers
 
 # the demo world holds two kinds of parts on textures: 4 clusters (ACE's 25 are for 50 natural photos, and
@@ -211,7 +211,7 @@ def _error(message: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    limit_malloc_arenas()  # before any thread starts (see ace.flows.caching)
+    tune_malloc()  # before any thread starts (see ace.flows.caching)
     _prefect_env()
     from ace.flows.server import start_for_command
 

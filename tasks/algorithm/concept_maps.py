@@ -47,19 +47,16 @@ def embed_superpixels(spec: ModelSpec, layer: str, image: np.ndarray, masks: np.
         return np.zeros((0, 0), np.float32)
     with using_model(spec) as model:
         passes = activation_passes(model, spec, [layer], compiled_dir)
-
-        def activations(batch):
-            return passes(batch)[layer]
-
         if embedding == "pooled":
-            act = activations(image[None])
+            act = passes(image[None])[layer]
             fmap = to_grid(act.float(), spec.layout(layer, tuple(act.shape)))
             weights = mask_weights(masks, tuple(fmap.shape[2:]))
             return pool_feature_map(fmap.expand(len(masks), *fmap.shape[1:]), weights).astype(np.float32)
+        batches = (np.stack([make_superpixel(image, m, spec.input_size, fill) for m in masks[start:start + batch_size]])
+                   for start in range(0, len(masks), batch_size))
         out = []
-        for start in range(0, len(masks), batch_size):
-            batch = np.stack([make_superpixel(image, m, spec.input_size, fill) for m in masks[start:start + batch_size]])
-            act = activations(batch)
+        for acts in passes.stream(batches):  # one OpenVINO request queue for all the image's batches
+            act = acts[layer]
             out.append(channel_mean(act.float(), spec.layout(layer, tuple(act.shape))).cpu().numpy())
     return np.concatenate(out).astype(np.float32)
 

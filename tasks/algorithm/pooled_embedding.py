@@ -72,9 +72,9 @@ def write_pooled_superpixels(spec: ModelSpec, layers: list[str], images_path: st
         passes = activation_passes(model, spec, layers, compiled_dir)
         writers = [stack.enter_context(TableWriter(o, {"layer": l, "model": spec.key, "embedding": "pooled"}))
                    for l, o in zip(layers, outs)]
-        for start in range(0, len(images), batch_size):
+        starts = range(0, len(images), batch_size)
+        for start, acts in zip(starts, passes.stream(images[s:s + batch_size] for s in starts)):
             stop = min(start + batch_size, len(images))
-            acts = passes(images[start:stop])
             rows = np.nonzero((image_index >= start) & (image_index < stop))[0]
             for chunk in range(0, len(rows), 256):  # a few hundred masks at a time
                 packed, idx = seg.read("mask", rows[chunk:chunk + 256]), image_index[rows[chunk:chunk + 256]]
