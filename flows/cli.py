@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Optional
 
 from ace.flows.caching import tune_malloc
+from ace.flows.teardown import exit_now
 from ace.tasks.params import BY_NAME, PARAMS, default, parse_layers
 
 # the demo world holds two kinds of parts on textures: 4 clusters (ACE's 25 are for 50 natural photos, and
@@ -314,30 +315,6 @@ def extra_lines(summary: str) -> list[str]:
     data = json.loads(Path(summary).with_suffix(".json").read_text())
     return ((ground_truth_lines(data["ground_truth"]) if data.get("ground_truth") else [])
             + (evaluation_lines(data["evaluation"]) if data.get("evaluation") else []))
-
-
-def exit_now(code: int) -> None:
-    """End the command with ``code`` once its work is done, skipping the interpreter's teardown.
-
-    With torch, Prefect and scikit-learn loaded, freeing every module takes 1-2 s after the last
-    exit hook, and none of it writes anything. Everything that matters runs first, in the order the
-    interpreter would run it: other threads are joined and Prefect's thread exit hooks send the last
-    logs and events, then the ``atexit`` hooks (logging flushed, the command's Prefect server stopped),
-    then the standard streams are flushed.
-    """
-    import atexit
-    import threading
-
-    shutdown = getattr(threading, "_shutdown", None)  # what the interpreter calls first at exit
-    if shutdown is not None:
-        shutdown()
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(code)
 
 
 def entry() -> None:

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import urllib.request
 from pathlib import Path
 
@@ -227,3 +228,27 @@ def test_an_unreachable_server_or_scheduler_is_one_line_within_15_s(what, demo_w
     assert ("Prefect server" if what == "prefect" else "Dask scheduler") in lines[-1]
     assert elapsed < 15, elapsed
     assert not (tmp_path / "wd" / "classes").exists()
+
+
+def test_a_teardown_that_never_ends_is_cut_short(tmp_path):
+    """A thread that is never done (exit waits for it) and an exit hook that hangs: the command still
+    ends, with its own exit code, one warning line, and the stacks in the file it names."""
+    code = textwrap.dedent("""
+        import atexit, threading, time
+        from ace.flows.cli import exit_now
+        threading.Thread(target=time.sleep, args=(600,), name="stuck-thread").start()
+        atexit.register(time.sleep, 600)
+        print("report written")
+        exit_now(3)
+    """)
+    start = time.monotonic()
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "ACE_EXIT_TIMEOUT": "1"})
+    assert time.monotonic() - start < 30
+    assert r.returncode == 3 and r.stdout == "report written\n"
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ace: warning: the command's work is done"), r.stderr
+    stacks = Path(lines[0].rsplit(" ", 1)[1])
+    text = stacks.read_text()
+    assert text.count("Thread 0x") >= 2 and "threading.py" in text  # the main thread and the stuck one
+    stacks.unlink()
