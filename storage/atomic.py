@@ -87,6 +87,25 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def atomic_files(path: str | Path) -> Iterator[Path]:
+    """For a writer that makes several files from one name (OpenVINO's ``x.xml`` and ``x.bin``): yield
+    a temporary path named like ``path`` in a temporary folder beside it; if the block succeeds, every
+    file written there moves beside ``path`` (``path`` itself last, so its presence says the set is
+    complete). The folder is removed either way, or by :func:`clean_stale_parts` after a kill."""
+    path = Path(path)
+    mkdirs(path.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_tag()}", suffix=".part", dir=path.parent))
+    try:
+        yield tmp / path.name
+        made = sorted(tmp.iterdir(), key=lambda p: p.name == path.name)
+        for f in made:
+            _honour_umask(f, is_dir=False)
+            os.replace(f, path.parent / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def write_bytes(path: str | Path, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

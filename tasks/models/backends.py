@@ -17,7 +17,6 @@ content keys: activations of two backends are never mixed.
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import warnings
 from pathlib import Path
@@ -101,7 +100,7 @@ def convert(model: torch.nn.Module, spec, layers: list[str], folder: Path) -> Pa
     A model that does not trace or convert raises :class:`ConversionError`, now and on every later call."""
     import openvino
 
-    from ace.storage.atomic import file_lock, write_text
+    from ace.storage.atomic import atomic_files, file_lock, write_text
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -127,10 +126,8 @@ def convert(model: torch.nn.Module, spec, layers: list[str], folder: Path) -> Pa
             reason = f"{type(e).__name__}: {first}"
             write_text(failed, reason + "\n")
             raise ConversionError(reason) from e
-        tmp = folder / f".{xml.stem}.{os.getpid()}.xml"
-        openvino.save_model(ov_model, str(tmp), compress_to_fp16=False)
-        os.replace(tmp.with_suffix(".bin"), xml.with_suffix(".bin"))
-        os.replace(tmp, xml)
+        with atomic_files(xml) as tmp:  # the .bin, then the .xml
+            openvino.save_model(ov_model, str(tmp), compress_to_fp16=False)
     return xml
 
 

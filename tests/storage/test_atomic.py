@@ -6,8 +6,11 @@ import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-from ace.storage.atomic import atomic_dir, atomic_path, clean_stale_parts, file_lock, write_text
+import pytest
+
+from ace.storage.atomic import atomic_dir, atomic_files, atomic_path, clean_stale_parts, file_lock, write_text
 
 
 def test_files_and_folders_honour_the_umask(tmp_path):
@@ -82,3 +85,37 @@ def test_atomic_dir_replaces_a_whole_folder(tmp_path):
     assert sorted(p.name for p in target.iterdir()) == ["new_concept"]
     assert not [p for p in (tmp_path / "classes").iterdir() if p.name != "zebra"]
     assert stat.S_ISDIR(os.stat(target).st_mode)
+
+
+def _save_pair(name):  # what openvino.save_model does with "model.xml": model.xml and model.bin
+    Path(name).with_suffix(".bin").write_bytes(b"weights")
+    Path(name).write_text("<net/>")
+
+
+def _die_while_saving_a_pair(path):
+    with atomic_files(path) as tmp:
+        tmp.with_suffix(".bin").write_bytes(b"half")
+        os._exit(9)
+
+
+def test_a_pair_of_files_appears_whole_or_not_at_all(tmp_path):
+    xml = tmp_path / "compiled" / "key.xml"
+    with atomic_files(xml) as tmp:
+        assert tmp.name == "key.xml" and tmp.parent != xml.parent
+        _save_pair(tmp)
+    assert xml.read_text() == "<net/>" and xml.with_suffix(".bin").read_bytes() == b"weights"
+    assert sorted(p.name for p in xml.parent.iterdir()) == ["key.bin", "key.xml"]
+
+    other = tmp_path / "compiled" / "other.xml"
+    with pytest.raises(RuntimeError), atomic_files(other) as tmp:
+        tmp.with_suffix(".bin").write_bytes(b"half")
+        raise RuntimeError("the writer failed after the .bin")
+    assert sorted(p.name for p in xml.parent.iterdir()) == ["key.bin", "key.xml"]
+
+    p = mp.get_context("fork").Process(target=_die_while_saving_a_pair, args=(other,))
+    p.start()
+    p.join()
+    stale = [q for q in xml.parent.iterdir() if q.name.endswith(".part")]
+    assert len(stale) == 1 and stale[0].is_dir() and not other.exists()
+    assert clean_stale_parts(tmp_path) == stale
+    assert sorted(p.name for p in xml.parent.iterdir()) == ["key.bin", "key.xml"]
