@@ -29,7 +29,7 @@ from typing import Any, Iterator
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from ace.flows.caching import tune_malloc
+from ace.flows.process import tune_malloc
 from ace.flows.parameters import bind, run_parameters
 from ace.flows.runs import note_code_versions, tracked_run
 from ace.flows.steps import (CAV_TCAV, CLUSTER, COMPILE, CONCEPT_ACTS, EMBED, EVALUATE, FILTER_CONCEPTS, GRADIENTS,

@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from ace.flows.caching import tune_malloc
-from ace.flows.teardown import exit_now
+from ace.flows.process import exit_now, tune_malloc
 from ace.tasks.params import BY_NAME, PARAMS, default, parse_layers
 
 # the demo world holds two kinds of parts on textures: 4 clusters (ACE's 25 are for 50 natural photos, and
@@ -212,7 +211,7 @@ def _error(message: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    tune_malloc()  # before any thread starts (see ace.flows.caching)
+    tune_malloc()  # before any thread starts (see ace.flows.process)
     _prefect_env()
     from ace.flows.server import start_for_command
 

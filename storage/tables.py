@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from ace.storage.atomic import atomic_path
 
 if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
-    # Arrow's buffers from the process's malloc (tuned by ace.flows.caching.tune_malloc)
+    # Arrow's buffers from the process's malloc (tuned by ace.flows.process.tune_malloc)
     # rather than Arrow's own mimalloc pool, which kept what a class read: a crop-mode sweep's
     # memory at rest grew 1,263 -> 1,321 MB over 7 classes, and stays at 1,246-1,263 MB this way
     pa.set_memory_pool(pa.system_memory_pool())

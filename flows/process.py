@@ -1,9 +1,44 @@
-"""How an ``ace`` command ends: at once, once its work is done, and never later than a bound."""
+"""The ``ace`` process itself: its memory allocator, tuned before any thread starts, and its end (at once,
+once its work is done, and never later than a bound). Imports nothing heavy: the command calls it before
+it starts its Prefect server."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
+
+
+def tune_malloc(arenas: int = 2, mmap_threshold: int = 4 << 20) -> None:
+    """Tune glibc's malloc for a long process that runs class after class.
+
+    * At most ``arenas`` heaps (M_ARENA_MAX). By default every thread that allocates gets its own
+      heap, up to 8 per core, and freed memory stays in the heap it came from: the threads of the
+      steps (prefetching, segmentation, KMeans runs, PNG encoding) left ~60 MB more behind with
+      every class, 1.74 -> 2.23 GB over 8 classes of a sweep; with two heaps RSS stays at 1.16 GB
+      from the first class to the last, at the same speed.
+    * Blocks of ``mmap_threshold`` bytes and more (batches, activation tables, distance matrices)
+      always get their own mapping, returned to the system when freed (M_MMAP_THRESHOLD). glibc
+      otherwise raises the threshold to the largest block freed so far (up to 32 MB), and later
+      arrays of that size are carved from the heaps, where they fragment: each class of a sweep
+      then peaked 70-90 MB higher (pooled, 6 classes in one process: 1,423-1,469 MB; 1,353-1,376
+      MB with a fixed 4 MB threshold; the first class 1,337 -> 1,284 MB). The blocks that fragment
+      are 4-16 MB (16 MB changes nothing); 1 MB is no leaner and makes PyTorch's gradient pass
+      1.4 -> 3.1 s (every tensor a fresh mapping), 4 MB costs it 0.5 s.
+
+    Safe to call at any time; ``$ACE_MALLOC_ARENAS`` and ``$ACE_MALLOC_MMAP_THRESHOLD`` override
+    the two values (0: glibc's default)."""
+    arenas = int(os.environ.get("ACE_MALLOC_ARENAS", arenas))
+    mmap_threshold = int(os.environ.get("ACE_MALLOC_MMAP_THRESHOLD", mmap_threshold))
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        if arenas > 0:
+            libc.mallopt(-8, arenas)  # M_ARENA_MAX
+        if mmap_threshold > 0:
+            libc.mallopt(-3, mmap_threshold)  # M_MMAP_THRESHOLD (also stops its dynamic growth)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
 
 EXIT_TIMEOUT_S = 60.0  # how long the teardown may take before the command ends anyway ($ACE_EXIT_TIMEOUT)
 
