@@ -166,9 +166,14 @@ def write_concept_acts(concepts_path: str, acts_path: str, out: str) -> str:
     concepts = read_concepts(concepts_path)
     src = ArrayTable(acts_path)
     bf16 = src.columns["act"]["dtype"] == "bfloat16"
+    # every concept's rows in one pass over the table (its members are spread over most row groups:
+    # a read per concept decoded the whole table once per concept)
+    rows = [r for c in concepts for r in c.examples]
+    acts = src.read("act", rows) if rows else None
     with TableWriter(out, {"concepts": [c.name for c in concepts]}) as w:
+        start = 0
         for k, c in enumerate(concepts):
-            act = src.read("act", list(c.examples))
+            act, start = acts[start:start + len(c.examples)], start + len(c.examples)
             if bf16:  # exact: the float32 values came from bfloat16
                 act = as_bf16_bits((act.view(np.uint32) >> 16).astype(np.uint16))
             w.append(act=act, concept=np.full(len(c.examples), k, np.int64))

@@ -39,14 +39,18 @@ def consensus_kmeans(x: np.ndarray, n_clusters: int, seed: int, runs: int) -> np
     def one_run(s: int) -> np.ndarray:  # one thread each (the same result on any machine), runs side by side
         return KMeans(n_clusters=n_clusters, n_init=1, random_state=s).fit_predict(x)
 
-    with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=min(runs, os.cpu_count() or 1)) as pool:
-        votes = np.stack(list(pool.map(one_run, seeds))).astype(np.int32)
-    distance = np.empty(n * (n - 1) // 2, np.float64)  # condensed, row by row: no N x N matrix
-    start = 0
-    for i in range(n - 1):
-        together = (votes[:, i + 1:] == votes[:, i:i + 1]).sum(0)
-        distance[start:start + n - 1 - i] = 1.0 - together / runs
-        start += n - 1 - i
+    workers = min(runs, os.cpu_count() or 1)
+    with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=workers) as pool:
+        votes = np.stack(list(pool.map(one_run, seeds))).astype(np.min_scalar_type(n_clusters))
+        distance = np.empty(n * (n - 1) // 2, np.float64)  # condensed, row by row: no N x N matrix
+        starts = np.concatenate([[0], np.cumsum(np.arange(n - 1, 0, -1))])
+
+        def rows(first: int) -> None:  # every `workers`-th row: numpy's comparisons run side by side
+            for i in range(first, n - 1, workers):
+                together = np.count_nonzero(votes[:, i + 1:] == votes[:, i:i + 1], axis=0)
+                distance[starts[i]:starts[i + 1]] = 1.0 - together / runs
+
+        list(pool.map(rows, range(workers)))
     del votes
     tree = linkage(distance, method="average")
     del distance
