@@ -54,6 +54,7 @@ class Step:
     fn: Callable
     load: Callable = returns_out
     task: Task = field(repr=False, default=None)
+    release: Callable | None = None  # run after the step in any runner: what the process may let go of now
 
     def function(self) -> Callable:
         """The step's function as its module has it now."""
@@ -61,12 +62,14 @@ class Step:
 
 
 def _step(name: str, fn: Callable, load: Callable = returns_out, cache_key_fn: Callable = params_cache_key,
-          after: Callable | None = None, **options) -> Step:
+          after: Callable | None = None, release: Callable | None = None, **options) -> Step:
     params = list(inspect.signature(fn).parameters)
 
     def body(*args, label: str = "", **kwargs):
         current = getattr(sys.modules[fn.__module__], fn.__name__)
         result = run_step(current, load, args, kwargs, params)
+        if release is not None:
+            release()
         if after is not None:
             after(inspect.signature(fn).bind(*args, **kwargs).arguments, result)
         return result
@@ -76,7 +79,7 @@ def _step(name: str, fn: Callable, load: Callable = returns_out, cache_key_fn: C
     options = {"retries": 1, "retry_delay_seconds": 2, "retry_condition_fn": retry_unless_input_error, **options}
     t = task(name=name, task_run_name=f"{name}-{{label}}", cache_key_fn=cache_key_fn, persist_result=True,
              **options)(body)
-    return Step(name, fn, load, t)
+    return Step(name, fn, load, t, release)
 
 
 def _resolve_cache_key(context, parameters) -> str:
@@ -116,7 +119,8 @@ CLUSTER = _step("cluster", cluster.write_clusters)
 FILTER_CONCEPTS = _step("filter-concepts", cluster.write_concepts)
 CONCEPT_ACTS = _step("concept-activations", cav.write_concept_acts)
 CAV_TCAV = _step("cav-tcav", cav.score_random_set, load=cav.read_random_set_scores)
-STATISTICAL_TEST = _step("statistical-test", stats.significance)
+# the test comes after every CAV task of a class: the arrays they shared go before the next class
+STATISTICAL_TEST = _step("statistical-test", stats.significance, release=cav.release_shared)
 EVALUATE = _step("evaluate", evaluate.evaluate_concepts)
 REPORT = _step("report", writer.write_report, load=writer.read_stamp, after=_publish)
 CONCEPT_TABLE = _step("concept-table", concept_maps.write_concept_table)
@@ -166,7 +170,10 @@ class LocalSteps:
     prefect = False
 
     def run(self, step: Step, *args, label: str, **kwargs) -> Any:
-        return run_step(step.function(), step.load, args, kwargs, list(inspect.signature(step.fn).parameters))
+        result = run_step(step.function(), step.load, args, kwargs, list(inspect.signature(step.fn).parameters))
+        if step.release is not None:
+            step.release()
+        return result
 
     def submit(self, step: Step, *args, label: str, **kwargs) -> _Done:
         return _Done(self.run(step, *args, label=label, **kwargs))
