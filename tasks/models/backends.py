@@ -25,6 +25,8 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
+from ace.storage.atomic import file_lock
+
 _COMPILED: dict[tuple, object] = {}
 # images per infer request: as fast as 16 or 32 on 2 cores (376 img/s for EfficientNet-Lite0 in bf16)
 # with a quarter of the memory OpenVINO keeps for a request's intermediate tensors (85 MB against 336)
@@ -90,6 +92,12 @@ def compiled_path(spec, layers: list[str], folder: str | Path) -> Path:
     return Path(folder) / f"{compiled_key(spec, list(layers))}.xml"
 
 
+def compile_lock(xml: Path) -> Path:
+    """The lock a process holds while it compiles the converted model ``xml`` (and OpenVINO writes or
+    reads its compiled blob)."""
+    return Path(xml).with_suffix(".compile.lock")
+
+
 class ConversionError(RuntimeError):
     """The model does not cut or convert; the reason is recorded beside the converted model's path
     (``<key>.failed``), so a run tries once and every later pass goes straight to PyTorch."""
@@ -116,7 +124,7 @@ def convert(model: torch.nn.Module, spec, layers: list[str], folder: Path) -> Pa
     A model that does not trace or convert raises :class:`ConversionError`, now and on every later call."""
     import openvino
 
-    from ace.storage.atomic import atomic_files, file_lock, write_text
+    from ace.storage.atomic import atomic_files, write_text
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -175,7 +183,10 @@ class OpenVINOActivations:
                 core = openvino.Core()
                 config = {"PERFORMANCE_HINT": "THROUGHPUT", "CACHE_DIR": str(Path(folder) / "blobs"),
                           "INFERENCE_PRECISION_HINT": "bf16" if spec.precision == "bf16" else "f32"}
-                compiled = core.compile_model(core.read_model(str(xml)), "CPU", config)
+                # OpenVINO writes its blob cache with no lock between processes: processes that share the
+                # working dir (Dask workers, concurrent runs) compile one at a time, the later ones from the blob
+                with file_lock(compile_lock(xml)):
+                    compiled = core.compile_model(core.read_model(str(xml)), "CPU", config)
                 _COMPILED[key] = compiled
         self.compiled = _COMPILED[key]
         self.requests = max(1, int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))

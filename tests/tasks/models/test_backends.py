@@ -1,5 +1,6 @@
 """The OpenVINO backend: the same activations as PyTorch, converted once, and PyTorch where it cannot be used."""
 
+import time
 import warnings
 from dataclasses import replace
 
@@ -73,6 +74,38 @@ def test_the_model_is_converted_once(demo_model, tmp_path, monkeypatch):
         assert xml.is_file() and xml.with_suffix(".bin").is_file()
         monkeypatch.setattr(openvino, "convert_model", lambda *a, **k: pytest.fail("converted again"))
         assert backends.convert(model, demo_model.spec, list(demo_model.layers), tmp_path) == xml
+
+
+def _hold_lock(path, seconds, held):
+    from ace.storage.atomic import file_lock
+
+    with file_lock(path):
+        held.set()
+        time.sleep(seconds)
+
+
+@needs_openvino
+def test_processes_compile_one_at_a_time(demo_model, tmp_path):
+    """OpenVINO's blob cache has no lock between processes: a process that shares the working dir
+    waits while another compiles the same model, then compiles (from the blob)."""
+    import multiprocessing as mp
+
+    from ace.tasks.models.loader import using_model
+
+    with using_model(demo_model.spec) as model:
+        xml = backends.convert(model, demo_model.spec, list(demo_model.layers), tmp_path)
+        held = mp.get_context("fork").Event()
+        other = mp.get_context("fork").Process(target=_hold_lock, args=(backends.compile_lock(xml), 3.0, held))
+        other.start()
+        assert held.wait(30)
+        start = time.monotonic()
+        runner = OpenVINOActivations(model, replace(demo_model.spec, precision="fp32"), list(demo_model.layers),
+                                     str(tmp_path))
+        waited = time.monotonic() - start
+        other.join()
+    assert waited >= 2.0, waited
+    images = np.zeros((2, demo_model.spec.input_size, demo_model.spec.input_size, 3), np.uint8)
+    assert runner(images)[demo_model.layers[0]].shape[0] == 2
 
 
 @needs_openvino
