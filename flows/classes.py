@@ -1,6 +1,8 @@
 """Several classes in one run: a parent flow with one ``ace`` subflow per class.
 
-A class that fails (a missing folder, too few images, an unknown label) is reported and the others
+Each subflow runs its tasks on the parent's task runner (a copy of it: ``--num_parallel_runs``
+threads or the ``--dask_address`` cluster); Prefect would otherwise give a subflow the runner of
+its own decorator. A class that fails (a missing folder, too few images, an unknown label) is reported and the others
 go on; the parent ends with a table of every class (status, concepts kept, the top concept, the
 report) on the terminal and as a Prefect table artifact.
 """
@@ -10,6 +12,7 @@ from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_table_artifact
+from prefect.context import FlowRunContext
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from ace.flows.ace_flow import ace_flow
@@ -63,8 +66,10 @@ def ace_classes_flow(**params: Any) -> list[ClassResult]:
     params["n_jobs"] = check_parameters(target_class=classes, **params)
     working_dir = params["working_dir"]
     results = []
+    context = FlowRunContext.get()
+    one_class = ace_flow.with_options(task_runner=context.task_runner) if context and context.task_runner else ace_flow
     for target in classes:
-        state = ace_flow(target_class=target, **params, return_state=True)
+        state = one_class(target_class=target, **params, return_state=True)
         if state.is_completed():
             summary = state.result()
             s = read_summary(summary)

@@ -102,3 +102,30 @@ def test_class_names_that_differ_only_in_punctuation_get_a_folder_each(demo_worl
     rows = (wd / "results_summaries" / "classes.tsv").read_text().splitlines()[1:]
     assert sorted(line.split("\t")[4] for line in rows) == sorted(r.report for r in results)
     assert {p.name for p in (wd / "classes").iterdir()} == {class_folder("disc_square"), class_folder("disc square")}
+
+
+def test_every_class_runs_its_tasks_on_the_runner_the_classes_run_was_given(demo_world, prefect_harness, monkeypatch,
+                                                                           tmp_path):
+    """``--num_parallel_runs`` / ``--dask_address`` with several classes: each class's subflow submits
+    its tasks to a copy of the parent's task runner, not to the one ``ace_flow``'s decorator names."""
+    from prefect.context import FlowRunContext
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from ace.flows.classes import ace_classes_flow
+    from ace.flows.steps import PrefectSteps
+
+    seen = []
+    original = PrefectSteps.map
+
+    def spy(self, *args, **kwargs):
+        ctx = FlowRunContext.get()
+        seen.append((ctx.flow_run.name, type(ctx.task_runner).__name__, ctx.task_runner._max_workers))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(PrefectSteps, "map", spy)
+    results = ace_classes_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=3))(
+        target_classes=["disc_square", "triangle_stripes"], source_dir=str(demo_world), working_dir=str(tmp_path),
+        model_to_run="ace_demo_cnn", labels_path=str(demo_world / "labels.txt"), feature_names=["block3"],
+        num_random_exp=3, max_imgs=8, min_imgs=4, n_clusters=6, n_jobs=1)
+    assert [r.status for r in results] == ["done", "done"]
+    assert seen == [("ace-disc_square", "ThreadPoolTaskRunner", 3), ("ace-triangle_stripes", "ThreadPoolTaskRunner", 3)]
