@@ -46,9 +46,21 @@ if sys.platform == "linux":
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     if os.getppid() != parent:  # the command died before prctl took effect
         sys.exit(0)
+try:  # every SQLite write transaction takes the write lock when it begins (see IMMEDIATE_WRITES)
+    from prefect.server.database.configurations import AioSqliteConfiguration as _C
+    _begin = _C.begin_transaction
+    _C.begin_transaction = lambda self, session, with_for_update=False: _begin(self, session, True)
+except (ImportError, AttributeError):
+    pass
 sys.argv[0] = "uvicorn"
 runpy.run_module("uvicorn", run_name="__main__", alter_sys=True)
 """
+# IMMEDIATE_WRITES: Prefect's SQLite transactions begin DEFERRED: one that reads, then writes while
+# another connection (the services that record events and task runs) has written in between fails at
+# once with "database is locked" (SQLite cannot upgrade a stale snapshot); the API answers 503 and
+# the client retries 2 s later. It happened at the start of every second class of a sweep. Begun
+# IMMEDIATE, a transaction waits for the lock (busy_timeout, 60 s) instead; on the command's own
+# server, with one client, that costs nothing.
 
 
 class CommandServer:

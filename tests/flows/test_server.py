@@ -35,6 +35,61 @@ def test_command_server_answers_and_stops(tmp_path, monkeypatch):
     server.stop()  # twice is harmless
 
 
+def test_a_write_that_meets_another_writer_waits_instead_of_failing(tmp_path, monkeypatch):
+    """Another connection holds SQLite's write lock and commits while the API creates a task run
+    (a read, then a write): on the command's server the request waits for the lock and succeeds.
+    Prefect's DEFERRED transactions fail at once with "database is locked" (a 503 that the client
+    retries 2 s later; seen at the start of every second class of a sweep)."""
+    import sqlite3
+    import threading
+    import urllib.error
+
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    server = CommandServer().start()
+
+    def post(path: str, body: dict) -> tuple[int, dict]:
+        request = urllib.request.Request(f"{server.api_url}{path}", data=json.dumps(body).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, {}
+
+    try:
+        server.wait(timeout=120)
+        status, flow = post("/flows/", {"name": "lock-test"})
+        assert status in (200, 201)
+        status, flow_run = post("/flow_runs/", {"flow_id": flow["id"]})
+        assert status == 201
+        db = sqlite3.connect(tmp_path / "home" / "prefect.db", isolation_level=None, timeout=60,
+                             check_same_thread=False)
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("CREATE TABLE IF NOT EXISTS ace_lock_test (x)")
+        db.execute("INSERT INTO ace_lock_test VALUES (1)")
+        locked = threading.Event()
+
+        def commit_later() -> None:
+            locked.wait(30)
+            time.sleep(1.0)  # the API's transaction has begun and is waiting for the lock
+            db.execute("COMMIT")
+
+        writer = threading.Thread(target=commit_later)
+        writer.start()
+        locked.set()
+        began = time.monotonic()
+        statuses = [post("/task_runs/", {"flow_run_id": flow_run["id"], "task_key": f"k{i}", "dynamic_key": "0"})[0]
+                    for i in range(3)]
+        waited = time.monotonic() - began
+        writer.join()
+        db.close()
+    finally:
+        server.stop()
+    assert statuses == [201, 201, 201]
+    assert 0.5 < waited < 30  # the first request waited for the other writer's commit
+
+
 @pytest.mark.parametrize("main, timeout, reason, output", [
     ("import sys; print('no database here'); sys.exit(1)", 60, "exited with status 1 while starting", "no database here"),
     ("import time; print('booting', flush=True); time.sleep(60)", 2, "did not answer within 2 s", "booting"),
