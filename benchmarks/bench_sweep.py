@@ -177,7 +177,8 @@ def report(rounds: list[dict], classes: list[str], embedding: str) -> None:
     peak = {n: max(r["peak"].get(n, 0) for r in rounds) for n in rounds[0]["peak"]}
     n = len(rounds)
     print(f"\n{len(classes)} classes ({embedding}){f', the minimum of {n} rounds' if n > 1 else ''}")
-    print("| class | cost in the sweep | own steps alone | ratio | peak RSS while it ran |\n| --- | --- | --- | --- | --- |")
+    print("| class | cost in the sweep | own steps alone | ratio | peak RSS while it ran |\n"
+          "| --- | --- | --- | --- | --- |")
     ratios = {}
     for name in cost:
         if name in own:
@@ -201,6 +202,7 @@ def report(rounds: list[dict], classes: list[str], embedding: str) -> None:
     per = sum(later) / max(len(later), 1)
     print(f"1,000 classes: about {(cost[classes[0]] + 999 * per) / 3600:.1f} h, {wd / len(classes) * 1000 / 1e9:.1f} "
           f"GB of working dir, {db / len(classes) * 1000 / 1e9:.2f} GB of database")
+
 
 if __name__ == "__main__":
     main()

@@ -2,9 +2,9 @@
 
 Each subflow runs its tasks on the parent's task runner (a copy of it: ``--num_parallel_runs``
 threads or the ``--dask_address`` cluster); Prefect would otherwise give a subflow the runner of
-its own decorator. A class that fails (a missing folder, too few images, an unknown label) is reported and the others
-go on; the parent ends with a table of every class (status, concepts kept, the top concept, the
-report) on the terminal and as a Prefect table artifact.
+its own decorator. A class that fails (a missing folder, too few images, an unknown label) is
+reported and the others go on; the parent ends with a table of every class (status, concepts
+kept, the top concept, the report) on the terminal and as a Prefect table artifact.
 """
 
 from dataclasses import dataclass
