@@ -15,7 +15,8 @@ STEP_VERSIONS: dict[str, int] = {
     "superpixels": 1,          # ace.tasks.algorithm.superpixels
     "embed": 1,                # ace.tasks.algorithm.embed, forward, pooled_embedding, sources, patches
     "gradients": 1,            # ace.tasks.algorithm.embed (write_gradients), forward
-    "cluster": 2,              # ace.tasks.algorithm.cluster (cluster_embeddings; 2: consensus clustering)
+    "cluster": 3,              # ace.tasks.algorithm.cluster (cluster_embeddings; 2: consensus clustering; 3: its
+                               # KMeans runs on one thread each, as documented: the clusters no longer depend on the cores)
     "filter-concepts": 1,      # ace.tasks.algorithm.cluster (filter_concepts)
     "concept-activations": 1,  # ace.tasks.algorithm.cav (write_concept_acts)
     "cav-tcav": 2,             # ace.tasks.algorithm.cav (train_cav, tcav_score; 2: exact CAVs fit on every example)

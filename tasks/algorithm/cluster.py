@@ -36,11 +36,14 @@ def consensus_kmeans(x: np.ndarray, n_clusters: int, seed: int, runs: int) -> np
     n = len(x)
     seeds = [int(s) for s in np.random.SeedSequence(seed).generate_state(runs)]
 
+    def one_thread() -> None:  # OpenMP's thread count is per thread: a limit set in the caller does
+        threadpool_limits(limits=1, user_api="openmp")  # not reach the pool's threads
+
     def one_run(s: int) -> np.ndarray:  # one thread each (the same result on any machine), runs side by side
         return KMeans(n_clusters=n_clusters, n_init=1, random_state=s).fit_predict(x)
 
     workers = min(runs, os.cpu_count() or 1)
-    with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=workers) as pool:
+    with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=workers, initializer=one_thread) as pool:
         votes = np.stack(list(pool.map(one_run, seeds))).astype(np.min_scalar_type(n_clusters))
         distance = np.empty(n * (n - 1) // 2, np.float64)  # condensed, row by row: no N x N matrix
         starts = np.concatenate([[0], np.cumsum(np.arange(n - 1, 0, -1))])

@@ -88,3 +88,24 @@ def test_consensus_of_one_run_is_the_original_kmeans():
     km = KMeans(n_clusters=3, n_init=10, random_state=2).fit(x)
     np.testing.assert_allclose(centers, km.cluster_centers_, rtol=1e-5)
     np.testing.assert_array_equal(labels, km.labels_)
+
+
+def test_every_consensus_run_uses_one_thread(monkeypatch):
+    # the runs go to a thread pool; OpenMP's thread count is per thread, so a limit set by the
+    # caller alone left each run on all cores (on 2 cores, 2 of 50 runs' labels and every centre
+    # differed from a one-thread run's): the clusters depended on the machine
+    import sklearn.cluster
+    from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+
+    seen = []
+
+    class Recording(sklearn.cluster.KMeans):
+        def fit(self, x, y=None, sample_weight=None):
+            seen.append((self.random_state, _openmp_effective_n_threads()))
+            return super().fit(x, y, sample_weight)
+
+    monkeypatch.setattr(sklearn.cluster, "KMeans", Recording)
+    x = np.random.default_rng(0).normal(size=(600, 8)).astype(np.float32)
+    labels, _, _ = cluster_embeddings(x, "KM", n_clusters=5, seed=1, consensus=6)
+    assert len(seen) == 6 and {n for _, n in seen} == {1}
+    assert [s for s, _ in seen] == [int(s) for s in np.random.SeedSequence(1).generate_state(6)]
