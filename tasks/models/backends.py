@@ -2,13 +2,15 @@
 compiled by OpenVINO.
 
 ``--backend openvino`` (and ``auto`` on a CPU where the ``openvino`` package is installed) cuts the
-model after the requested layers (torchvision's ``create_feature_extractor``: any fx-traceable
-model, several layers at once), converts it once with ``openvino.convert_model`` and keeps the
-converted model in the working directory (``cache/compiled/<key>.xml``; a second run reads it, no
-conversion: the flow's ``compile-model`` step, while the images are scanned and segmented), compiled with OpenVINO's own blob cache beside it. Batches are split over as many
-asynchronous infer requests as OpenVINO finds optimal (``PERFORMANCE_HINT: THROUGHPUT``); bf16
-runs with ``INFERENCE_PRECISION_HINT: bf16``. A model that does not cut or convert falls back to
-PyTorch with one warning saying why (the reason is kept in ``<key>.failed``: it is tried once). Gradients (TCAV) always stay in PyTorch, fp32.
+model after the requested layers (traced up to them with ``torch.jit.trace``: any model whose pass
+up to the layers does not branch on tensor values, several layers at once), converts it once with
+``openvino.convert_model`` and keeps the converted model in the working directory
+(``cache/compiled/<key>.xml``; a second run reads it, no conversion: the flow's ``compile-model``
+step, while the images are scanned and segmented), compiled with OpenVINO's own blob cache beside
+it. Batches are split over as many asynchronous infer requests as OpenVINO finds optimal
+(``PERFORMANCE_HINT: THROUGHPUT``); bf16 runs with ``INFERENCE_PRECISION_HINT: bf16``. A model
+that does not cut or convert falls back to PyTorch with one warning saying why (the reason is kept
+in ``<key>.failed``: it is tried once). Gradients (TCAV) always stay in PyTorch, fp32.
 
 The backend is part of :class:`ace.tasks.models.loader.ModelSpec`, hence of the activations'
 content keys: activations of two backends are never mixed.
@@ -58,24 +60,55 @@ def resolve_backend(requested: str, device: str) -> str:
     return "openvino" if device == "cpu" and openvino_available() else "torch"
 
 
+class _Enough(Exception):
+    """Raised by a hook once every layer is captured: the trace ends there."""
+
+
 class _Cut(torch.nn.Module):
     """The model's preprocessing and the model up to ``layers``: uint8 (N, H, W, 3) images in, the
     layers' outputs out as a tuple (what the converter wants). The normalisation runs in the compiled
-    graph, so the passes take the images as they are decoded (4x fewer bytes than float32)."""
+    graph, so the passes take the images as they are decoded (4x fewer bytes than float32).
+
+    The layers are found as the PyTorch passes find them (forward hooks on ``named_modules()``; a
+    layer that returns a tuple gives its first tensor; a module called more than once, its last call
+    before every layer is captured), and the forward pass stops once all are captured, so the trace
+    holds nothing after the cut and the rest of the model may be anything. Each output is a copy: an in-place operation after the layer (a ReLU
+    after a BatchNorm) does not reach it. No torchvision: its import (1.5-2 s of ``torch._dynamo``,
+    holding the GIL) would stall the steps that run beside the conversion."""
 
     def __init__(self, model: torch.nn.Module, layers: list[str], mean, std) -> None:
         super().__init__()
-        from torchvision.models.feature_extraction import create_feature_extractor
-
-        self.layers = list(layers)
-        self.body = create_feature_extractor(model, return_nodes={l: f"out{i}" for i, l in enumerate(layers)})
+        self.model, self.layers = model, list(layers)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0)
 
     def forward(self, images):
         x = (images.permute(0, 3, 1, 2).float() - self.mean) / self.std
-        out = self.body(x)
-        return tuple(out[f"out{i}"] for i in range(len(self.layers)))
+        modules = dict(self.model.named_modules())
+        captured: dict[str, torch.Tensor] = {}
+
+        def keep(name: str):
+            def hook(_m, _inp, out):
+                t = out if isinstance(out, torch.Tensor) else out[0] if isinstance(out, (tuple, list)) else None
+                if not isinstance(t, torch.Tensor):
+                    raise TypeError(f"layer {name} returns a {type(out).__name__}, not a tensor")
+                captured[name] = t.clone()
+                if len(captured) == len(self.layers):
+                    raise _Enough
+            return hook
+
+        handles = [modules[layer].register_forward_hook(keep(layer)) for layer in self.layers]
+        try:
+            self.model(x)
+        except _Enough:
+            pass
+        finally:
+            for h in handles:
+                h.remove()
+        missing = [layer for layer in self.layers if layer not in captured]
+        if missing:
+            raise RuntimeError(f"the forward pass never reached {', '.join(missing)}")
+        return tuple(captured[layer] for layer in self.layers)
 
 
 def compiled_key(spec, layers: list[str]) -> str:
@@ -139,12 +172,16 @@ def convert(model: torch.nn.Module, spec, layers: list[str], folder: Path) -> Pa
         example = torch.zeros(1, size, size, 3, dtype=torch.uint8)
         try:
             with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # tracing's deprecation and train/eval notes: not the user's concern
+                warnings.simplefilter("ignore")  # tracing's deprecation notes: not the user's concern
+                # a branch on a tensor's value is baked into a trace: such a model is not converted
+                warnings.simplefilter("error", torch.jit.TracerWarning)
                 ov_model = _convert(_Cut(model, layers, spec.mean, spec.std).eval(), example,
                                     [(openvino.PartialShape([-1, size, size, 3]), openvino.Type.u8)])
         except (MemoryError, OSError):
             raise  # the machine's trouble, not the model's: try again next time
-        except Exception as e:  # fx cannot trace it, or OpenVINO cannot convert it
+        except Exception as e:  # it does not trace (or branches on values), or OpenVINO cannot convert it
+            while e.__cause__ is not None or e.__context__ is not None:  # OpenVINO wraps the trace's own error
+                e = e.__cause__ or e.__context__
             first = str(e).splitlines()[0][:200] if str(e) else ""
             reason = f"{type(e).__name__}: {first}"
             write_text(failed, reason + "\n")
