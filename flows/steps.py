@@ -56,20 +56,24 @@ class Step:
     task: Task = field(repr=False, default=None)
     release: Callable | None = None  # run after the step in any runner: what the process may let go of now
 
-    def function(self) -> Callable:
-        """The step's function as its module has it now."""
-        return getattr(sys.modules[self.fn.__module__], self.fn.__name__)
+    def execute(self, args: tuple, kwargs: dict) -> Any:
+        """Run the step in this process, whichever runner called it: its function as its module has
+        it now (tests replace it there), then ``release``."""
+        return _execute(self.fn, self.load, self.release, args, kwargs)
+
+
+def _execute(fn: Callable, load: Callable, release: Callable | None, args: tuple, kwargs: dict) -> Any:
+    current = getattr(sys.modules[fn.__module__], fn.__name__)
+    result = run_step(current, load, args, kwargs, list(inspect.signature(fn).parameters))
+    if release is not None:
+        release()
+    return result
 
 
 def _step(name: str, fn: Callable, load: Callable = returns_out, cache_key_fn: Callable = params_cache_key,
           after: Callable | None = None, release: Callable | None = None, **options) -> Step:
-    params = list(inspect.signature(fn).parameters)
-
     def body(*args, label: str = "", **kwargs):
-        current = getattr(sys.modules[fn.__module__], fn.__name__)
-        result = run_step(current, load, args, kwargs, params)
-        if release is not None:
-            release()
+        result = _execute(fn, load, release, args, kwargs)
         if after is not None:
             after(inspect.signature(fn).bind(*args, **kwargs).arguments, result)
         return result
@@ -170,10 +174,7 @@ class LocalSteps:
     prefect = False
 
     def run(self, step: Step, *args, label: str, **kwargs) -> Any:
-        result = run_step(step.function(), step.load, args, kwargs, list(inspect.signature(step.fn).parameters))
-        if step.release is not None:
-            step.release()
-        return result
+        return step.execute(args, kwargs)
 
     def submit(self, step: Step, *args, label: str, **kwargs) -> _Done:
         return _Done(self.run(step, *args, label=label, **kwargs))
