@@ -131,7 +131,7 @@ def test_a_model_that_does_not_convert_runs_in_pytorch_with_one_warning(demo_mod
     assert first is None and second is None
     assert len(said) == 1 and "the passes run in PyTorch" in said[0], said
     failed = backends.compiled_path(spec, ["conv"], tmp_path).with_suffix(".failed")
-    assert failed.read_text().startswith("TracerWarning: Converting a tensor to a Python boolean")
+    assert failed.read_text().startswith("RuntimeError: the pass up to the layers changes with the input's values")
 
 
 @needs_openvino
@@ -192,7 +192,6 @@ def test_the_cut_holds_what_pytorchs_hooks_see_and_nothing_after_the_layers(tmp_
     images = torch.randint(0, 256, (2, 16, 16, 3), dtype=torch.uint8)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        warnings.simplefilter("error", torch.jit.TracerWarning)
         ov_model = backends._convert(cut, images[:1], [(openvino.PartialShape([-1, 16, 16, 3]), openvino.Type.u8)])
     got = openvino.Core().compile_model(ov_model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(images.numpy())
     ref = layer_activations(model, layers, images.permute(0, 3, 1, 2).float() / 255.0)  # mean 0, std 1 of [0, 1]
@@ -214,3 +213,40 @@ def test_the_cut_names_a_layer_the_pass_never_reaches():
     cut = backends._Cut(Skips(), ["used", "unused"], (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
     with pytest.raises(RuntimeError, match="never reached unused"):
         cut(torch.zeros(1, 8, 8, 3, dtype=torch.uint8))
+
+
+@needs_openvino
+def test_a_branch_on_shapes_converts_and_one_on_values_does_not(monkeypatch):
+    # the tracer warns about both; only the trace that differs from the model on other images is refused
+    import openvino
+
+    class OnShape(torch.nn.Module):  # pads odd sides, as Swin pads to its window size
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            if torch.tensor(x.shape[-1]) % 2 == 1:
+                x = torch.nn.functional.pad(x, (0, 1, 0, 1))
+            return self.conv(x)
+
+    class OnValues(OnShape):
+        def forward(self, x):
+            return self.conv(x * 2 if x.mean() > 0.25 else x)  # the example (zeros) and noise differ here
+
+    inputs = [(openvino.PartialShape([-1, 15, 15, 3]), openvino.Type.u8)]
+    example = torch.zeros(1, 15, 15, 3, dtype=torch.uint8)
+    images = np.random.default_rng(1).integers(0, 256, (3, 15, 15, 3), dtype=np.uint8)
+    checked = []
+    original = backends._check_trace
+    monkeypatch.setattr(backends, "_check_trace", lambda *a: checked.append(a[-1]) or original(*a))
+    shape_cut = backends._Cut(OnShape().eval(), ["conv"], (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)).eval()
+    converted = backends._convert(shape_cut, example, inputs)
+    assert checked  # the tracer warned, and the trace was checked
+    got = openvino.Core().compile_model(converted, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(images)[0]
+    with torch.no_grad():
+        want = shape_cut(torch.from_numpy(images))[0].numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    with pytest.raises(RuntimeError, match="changes with the input's values"):
+        backends._convert(backends._Cut(OnValues().eval(), ["conv"], (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)).eval(),
+                          example, inputs)
