@@ -67,7 +67,8 @@ runpy.run_module("uvicorn", run_name="__main__", alter_sys=True)
 # installed collections, prefect-dask among them, and hashing its settings to skip it the next
 # time): ~0.35 s of each command's start-up. The command's own server serves its flow runs, which use
 # no block; a server you start yourself registers them as usual.
-NO_BLOCK_REGISTRATION = {"PREFECT_API_BLOCKS_REGISTER_ON_START": "false", "PREFECT_MEMOIZE_BLOCK_AUTO_REGISTRATION": "false"}
+NO_BLOCK_REGISTRATION = {"PREFECT_API_BLOCKS_REGISTER_ON_START": "false",
+                         "PREFECT_MEMOIZE_BLOCK_AUTO_REGISTRATION": "false"}
 
 
 class CommandServer:

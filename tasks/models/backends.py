@@ -72,9 +72,10 @@ class _Cut(torch.nn.Module):
     The layers are found as the PyTorch passes find them (forward hooks on ``named_modules()``; a
     layer that returns a tuple gives its first tensor; a module called more than once, its last call
     before every layer is captured), and the forward pass stops once all are captured, so the trace
-    holds nothing after the cut and the rest of the model may be anything. Each output is a copy: an in-place operation after the layer (a ReLU
-    after a BatchNorm) does not reach it. No torchvision: its import (1.5-2 s of ``torch._dynamo``,
-    holding the GIL) would stall the steps that run beside the conversion."""
+    holds nothing after the cut and the rest of the model may be anything. Each output is a copy: an
+    in-place operation after the layer (a ReLU after a BatchNorm) does not reach it. No torchvision:
+    its import (1.5-2 s of ``torch._dynamo``, holding the GIL) would stall the steps that run beside
+    the conversion."""
 
     def __init__(self, model: torch.nn.Module, layers: list[str], mean, std) -> None:
         super().__init__()
