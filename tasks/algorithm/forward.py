@@ -35,15 +35,18 @@ def _first_tensor(out):
     raise TypeError(f"layer output is a {type(out).__name__}, not a tensor")
 
 
-def layer_activations(model: nn.Module, layers: list[str], x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Activations of ``layers`` for input ``x``, stopping the forward pass once all are captured."""
+def capture_layers(model: nn.Module, layers: list[str], x: torch.Tensor, keep) -> dict[str, torch.Tensor]:
+    """Run ``model`` on ``x`` until every layer of ``layers`` has given its output (its first tensor,
+    where it returns a tuple), and return ``keep(output)`` for each; a module called more than once
+    keeps its last call before then. The rest of the network is skipped. The caller chooses the grad
+    mode; the OpenVINO conversion traces this pass (:class:`ace.tasks.models.backends._Cut`)."""
     modules = dict(model.named_modules())
     captured: dict[str, torch.Tensor] = {}
     handles = []
 
     def hook_for(name):
         def hook(_m, _inp, out):
-            captured[name] = _first_tensor(out).detach().clone(memory_format=torch.contiguous_format)
+            captured[name] = keep(_first_tensor(out))
             if len(captured) == len(layers):
                 raise _Enough
 
@@ -52,8 +55,7 @@ def layer_activations(model: nn.Module, layers: list[str], x: torch.Tensor) -> d
     for name in layers:
         handles.append(modules[name].register_forward_hook(hook_for(name)))
     try:
-        with torch.inference_mode():
-            model(x)
+        model(x)
     except _Enough:
         pass
     finally:
@@ -63,6 +65,12 @@ def layer_activations(model: nn.Module, layers: list[str], x: torch.Tensor) -> d
     if missing:
         raise RuntimeError(f"layers {missing} were never called in the forward pass")
     return captured
+
+
+def layer_activations(model: nn.Module, layers: list[str], x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Activations of ``layers`` for input ``x``, stopping the forward pass once all are captured."""
+    with torch.inference_mode():
+        return capture_layers(model, layers, x, lambda t: t.detach().clone(memory_format=torch.contiguous_format))
 
 
 class TorchActivations:

@@ -60,22 +60,17 @@ def resolve_backend(requested: str, device: str) -> str:
     return "openvino" if device == "cpu" and openvino_available() else "torch"
 
 
-class _Enough(Exception):
-    """Raised by a hook once every layer is captured: the trace ends there."""
-
-
 class _Cut(torch.nn.Module):
     """The model's preprocessing and the model up to ``layers``: uint8 (N, H, W, 3) images in, the
     layers' outputs out as a tuple (what the converter wants). The normalisation runs in the compiled
     graph, so the passes take the images as they are decoded (4x fewer bytes than float32).
 
-    The layers are found as the PyTorch passes find them (forward hooks on ``named_modules()``; a
-    layer that returns a tuple gives its first tensor; a module called more than once, its last call
-    before every layer is captured), and the forward pass stops once all are captured, so the trace
-    holds nothing after the cut and the rest of the model may be anything. Each output is a copy: an
-    in-place operation after the layer (a ReLU after a BatchNorm) does not reach it. No torchvision:
-    its import (1.5-2 s of ``torch._dynamo``, holding the GIL) would stall the steps that run beside
-    the conversion."""
+    The layers are found by the PyTorch passes' own hooks
+    (:func:`ace.tasks.algorithm.forward.capture_layers`), and the forward pass stops once all are
+    captured, so the trace holds nothing after the cut and the rest of the model may be anything.
+    Each output is a copy: an in-place operation after the layer (a ReLU after a BatchNorm) does not
+    reach it. No torchvision: its import (1.5-2 s of ``torch._dynamo``, holding the GIL) would stall
+    the steps that run beside the conversion."""
 
     def __init__(self, model: torch.nn.Module, layers: list[str], mean, std) -> None:
         super().__init__()
@@ -84,31 +79,10 @@ class _Cut(torch.nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0)
 
     def forward(self, images):
+        from ace.tasks.algorithm.forward import capture_layers
+
         x = (images.permute(0, 3, 1, 2).float() - self.mean) / self.std
-        modules = dict(self.model.named_modules())
-        captured: dict[str, torch.Tensor] = {}
-
-        def keep(name: str):
-            def hook(_m, _inp, out):
-                t = out if isinstance(out, torch.Tensor) else out[0] if isinstance(out, (tuple, list)) else None
-                if not isinstance(t, torch.Tensor):
-                    raise TypeError(f"layer {name} returns a {type(out).__name__}, not a tensor")
-                captured[name] = t.clone()
-                if len(captured) == len(self.layers):
-                    raise _Enough
-            return hook
-
-        handles = [modules[layer].register_forward_hook(keep(layer)) for layer in self.layers]
-        try:
-            self.model(x)
-        except _Enough:
-            pass
-        finally:
-            for h in handles:
-                h.remove()
-        missing = [layer for layer in self.layers if layer not in captured]
-        if missing:
-            raise RuntimeError(f"the forward pass never reached {', '.join(missing)}")
+        captured = capture_layers(self.model, self.layers, x, torch.clone)
         return tuple(captured[layer] for layer in self.layers)
 
 
