@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ace.storage.atomic import file_lock
+from ace.tasks.models.hooks import capture_layers
 
 _COMPILED: dict[tuple, object] = {}
 # images per infer request: as fast as 16 or 32 on 2 cores (376 img/s for EfficientNet-Lite0 in bf16)
@@ -66,7 +67,7 @@ class _Cut(torch.nn.Module):
     graph, so the passes take the images as they are decoded (4x fewer bytes than float32).
 
     The layers are found by the PyTorch passes' own hooks
-    (:func:`ace.tasks.algorithm.forward.capture_layers`), and the forward pass stops once all are
+    (:func:`ace.tasks.models.hooks.capture_layers`), and the forward pass stops once all are
     captured, so the trace holds nothing after the cut and the rest of the model may be anything.
     Each output is a copy: an in-place operation after the layer (a ReLU after a BatchNorm) does not
     reach it. No torchvision: its import (1.5-2 s of ``torch._dynamo``, holding the GIL) would stall
@@ -79,8 +80,6 @@ class _Cut(torch.nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0)
 
     def forward(self, images):
-        from ace.tasks.algorithm.forward import capture_layers
-
         x = (images.permute(0, 3, 1, 2).float() - self.mean) / self.std
         captured = capture_layers(self.model, self.layers, x, torch.clone)
         return tuple(captured[layer] for layer in self.layers)

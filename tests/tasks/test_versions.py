@@ -22,10 +22,10 @@ MODELS = ["tasks/models/loader.py", "tasks/models/zoo.py", "tasks/models/weights
           "tasks/models/layouts.py", "tasks/models/precision.py", "tasks/models/demo_cnn.py"]
 EMBEDDING = ["tasks/algorithm/embed.py", "tasks/algorithm/forward.py", "tasks/algorithm/pooled_embedding.py",
              "tasks/algorithm/sources.py", "tasks/algorithm/patches.py", "tasks/models/layouts.py",
-             "tasks/models/precision.py", "tasks/models/backends.py"]
+             "tasks/models/precision.py", "tasks/models/backends.py", "tasks/models/hooks.py"]
 STEP_CODE = {
     "resolve-model": MODELS,
-    "compile-model": ["tasks/models/backends.py", "tasks/models/loader.py"],
+    "compile-model": ["tasks/models/backends.py", "tasks/models/loader.py", "tasks/models/hooks.py"],
     "scan-images": ["tasks/algorithm/images.py"],
     "load-images": ["tasks/algorithm/images.py"],
     "superpixels": ["tasks/algorithm/superpixels.py", "tasks/threads.py"],
@@ -37,7 +37,7 @@ STEP_CODE = {
     "cav-tcav": ["tasks/algorithm/cav.py"],
     "statistical-test": ["tasks/algorithm/stats.py"],
     "evaluate": ["tasks/algorithm/evaluate.py", "tasks/algorithm/fidelity.py", "tasks/algorithm/patches.py",
-                 "tasks/algorithm/forward.py"],
+                 "tasks/algorithm/forward.py", "tasks/models/hooks.py"],
     "concept-table": ["tasks/algorithm/concept_maps.py"],
     "explain-image": [*EMBEDDING, "tasks/algorithm/concept_maps.py", "tasks/report/image_page.py",
                       "tasks/algorithm/superpixels.py", "tasks/algorithm/evaluate.py"],
