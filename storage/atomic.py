@@ -65,13 +65,18 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def _part_dir(path: Path) -> Path:
+    """A new temporary folder beside ``path``, named as :func:`clean_stale_parts` recognises."""
+    mkdirs(path.parent)
+    return Path(tempfile.mkdtemp(prefix=f".{path.name}.{_tag()}", suffix=".part", dir=path.parent))
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary directory; it replaces ``path`` only if the block succeeds. Callers that
     may race on the same ``path`` hold :func:`file_lock` around it."""
     path = Path(path)
-    mkdirs(path.parent)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_tag()}", suffix=".part", dir=path.parent))
+    tmp = _part_dir(path)
     try:
         yield tmp
         _honour_umask(tmp, is_dir=True)
@@ -94,8 +99,7 @@ def atomic_files(path: str | Path) -> Iterator[Path]:
     file written there moves beside ``path`` (``path`` itself last, so its presence says the set is
     complete). The folder is removed either way, or by :func:`clean_stale_parts` after a kill."""
     path = Path(path)
-    mkdirs(path.parent)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_tag()}", suffix=".part", dir=path.parent))
+    tmp = _part_dir(path)
     try:
         yield tmp / path.name
         made = sorted(tmp.iterdir(), key=lambda p: p.name == path.name)

@@ -185,14 +185,20 @@ def convert(model: torch.nn.Module, spec, layers: list[str], folder: Path) -> Pa
 _WARNED: set[Path] = set()
 
 
-def fall_back(spec, layers: list[str], path: Path, reason: str) -> None:
-    """Say once per process and model that the passes run in PyTorch, and why."""
-    with _LOCK:
-        if path in _WARNED:
-            return
-        _WARNED.add(path)
-    warnings.warn(f"--backend openvino: {spec.name} cut at {', '.join(layers)} does not convert for OpenVINO "
-                  f"({reason}); the passes run in PyTorch", stacklevel=3)
+def convert_or_fall_back(model: torch.nn.Module, spec, layers: list[str], folder: str | Path) -> Path | None:
+    """:func:`convert`; for a model that does not convert, ``None`` and one warning per process and
+    model saying why (its passes run in PyTorch)."""
+    try:
+        return convert(model, spec, list(layers), Path(folder))
+    except ConversionError as e:
+        path = compiled_path(spec, layers, folder)
+        with _LOCK:
+            if path in _WARNED:
+                return None
+            _WARNED.add(path)
+        warnings.warn(f"--backend openvino: {spec.name} cut at {', '.join(layers)} does not convert for OpenVINO "
+                      f"({e}); the passes run in PyTorch", stacklevel=3)
+        return None
 
 
 class OpenVINOActivations:
@@ -277,8 +283,6 @@ def activation_runner(model: torch.nn.Module, spec, layers: list[str], folder: s
     version, so equal keys still mean equal activations."""
     if getattr(spec, "backend", "torch") != "openvino" or folder is None:
         return None
-    try:
-        return OpenVINOActivations(model, spec, layers, folder)
-    except ConversionError as e:
-        fall_back(spec, list(layers), compiled_path(spec, layers, folder), str(e))
+    if convert_or_fall_back(model, spec, layers, folder) is None:
         return None
+    return OpenVINOActivations(model, spec, layers, folder)

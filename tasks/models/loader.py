@@ -233,14 +233,10 @@ def write_compiled(spec, layers: list[str], out: str) -> str:
     ``<key>.bin``, ``out`` as :func:`ace.tasks.models.backends.compiled_path` names it). A model that
     does not convert gets one warning and ``<key>.failed`` (its reason) instead: its passes run in
     PyTorch. Returns ``out``."""
-    from ace.tasks.models.backends import ConversionError, convert, fall_back
+    from ace.tasks.models.backends import convert_or_fall_back
 
-    path = Path(out)
     with using_model(spec) as model:
-        try:
-            convert(model, spec, list(layers), path.parent)
-        except ConversionError as e:
-            fall_back(spec, list(layers), path, str(e))
+        convert_or_fall_back(model, spec, list(layers), Path(out).parent)
     return out
 
 
