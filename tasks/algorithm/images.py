@@ -130,8 +130,12 @@ def decode_image(path: str | Path, size: int, resize: str = "squash") -> np.ndar
 
 
 def _usable(path: Path) -> bool:
+    """Whether ``path`` decodes. JPEGs are decoded at 1/8 scale (libjpeg scales in the DCT: every
+    byte is still read, so a truncated or damaged file fails as at full size, 6x faster for a 12 MP
+    photo); the pixels the run uses are decoded again at full size (:func:`decode_image`)."""
     try:
         with open_image(path) as im:
+            im.draft(im.mode, (1, 1))  # a no-op for other formats
             to_rgb(im, path).load()
         return True
     except ACEInputError:

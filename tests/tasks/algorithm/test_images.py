@@ -43,6 +43,26 @@ def test_corrupt_file_is_skipped_with_its_name(tmp_path):
     assert [p.split("/")[-1] for p in s.files] == ["0.jpg", "1.jpg", "2.jpg"]
 
 
+def test_a_truncated_jpeg_is_skipped_although_the_scan_decodes_at_one_eighth(tmp_path):
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8))
+    photo.save(tmp_path / "a_whole.jpg", quality=90)
+    photo.save(tmp_path / "c_progressive.jpg", quality=90, progressive=True)
+    data = (tmp_path / "a_whole.jpg").read_bytes()
+    (tmp_path / "b_cut.jpg").write_bytes(data[:int(len(data) * 0.95)])  # the header intact, the last rows lost
+    progressive = (tmp_path / "c_progressive.jpg").read_bytes()
+    (tmp_path / "d_cut_progressive.jpg").write_bytes(progressive[:int(len(progressive) * 0.95)])
+    with Image.open(tmp_path / "b_cut.jpg") as im:
+        assert im.size == (640, 480)  # it opens: only decoding finds the damage
+    with pytest.warns(UserWarning) as said:
+        (s,) = scan_image_sets(tmp_path, "x", [10])
+    assert [p.split("/")[-1] for p in s.files] == ["a_whole.jpg", "c_progressive.jpg"]
+    skipped = [str(w.message) for w in said if "skipping unreadable image" in str(w.message)]
+    assert len(skipped) == 2 and "b_cut.jpg" in skipped[0] and "d_cut_progressive.jpg" in skipped[1]
+    assert "truncated" in skipped[0]
+    assert decode_image(s.files[0], 32).shape == (32, 32, 3)  # the run decodes at full size
+
+
 def test_split_is_sorted_and_consecutive(tmp_path):
     for i in range(5):
         _img(tmp_path / f"{i}.png", value=i * 10)
