@@ -37,9 +37,43 @@ REQUEST_BATCH = 8
 _LOCK = threading.Lock()
 
 
+def import_openvino():
+    """``import openvino``, with OpenVINO's telemetry off unless its user opted in.
+
+    OpenVINO's Python package sends usage events to Google Analytics by default, without asking:
+    one when it is imported and 21 for a conversion here, each from a process forked off this one
+    (a 1 GB process with threads) and waited for up to 3 s, and it writes an id under ``~/intel``.
+    That halved the conversion's speed (1.0 -> 0.45 s) and, behind a firewall that drops packets,
+    would cost up to 3 s an event. ace makes OpenVINO treat a user who has not decided (no consent
+    file) as one who declined, in this process only; a choice made with OpenVINO's ``opt_in_out``
+    tool stands."""
+    _decline_unasked_telemetry()
+    import openvino
+
+    return openvino
+
+
+def _decline_unasked_telemetry() -> None:
+    try:
+        from openvino_telemetry.utils import opt_in_checker as oc
+
+        check, no_file, declined = oc.OptInChecker.check, oc.ConsentCheckResult.NO_FILE, oc.ConsentCheckResult.DECLINED
+    except (ImportError, AttributeError):  # no telemetry package, or one this does not know: nothing to change
+        return
+    if getattr(check, "ace_declines_unasked", False):
+        return
+
+    def checked(self, *args, **kwargs):
+        result = check(self, *args, **kwargs)
+        return declined if result == no_file else result
+
+    checked.ace_declines_unasked = True
+    oc.OptInChecker.check = checked
+
+
 def openvino_available() -> bool:
     try:
-        import openvino  # noqa: F401
+        import_openvino()
     except ImportError:
         return False
     return True
@@ -87,7 +121,7 @@ class _Cut(torch.nn.Module):
 
 def compiled_key(spec, layers: list[str]) -> str:
     """Content key of a converted model: the weights' fingerprint, the layers, the input size, OpenVINO's version."""
-    import openvino
+    openvino = import_openvino()
 
     text = "|".join([spec.name, spec.key, ",".join(layers), str(spec.input_size), str(spec.mean), str(spec.std),
                      "uint8-nhwc", openvino.__version__])
@@ -120,7 +154,7 @@ def _convert(cut: torch.nn.Module, example: torch.Tensor, inputs: list):
     Python value: Swin's padding and shift sizes, from the shapes, or a branch on the values), the
     trace is checked against the model on other images (two of noise, another batch size): a model
     whose pass up to the layers changes with the input's values is not converted."""
-    import openvino
+    openvino = import_openvino()
 
     try:
         from openvino.frontend.pytorch.ts_decoder import TorchScriptPythonDecoder
@@ -148,7 +182,7 @@ def _check_trace(traced, cut: torch.nn.Module, example: torch.Tensor, warning: s
 def convert(model: torch.nn.Module, spec, layers: list[str], folder: Path) -> Path:
     """Convert ``model`` cut at ``layers`` to ``folder/<key>.xml`` unless it is there; returns the path.
     A model that does not trace or convert raises :class:`ConversionError`, now and on every later call."""
-    import openvino
+    openvino = import_openvino()
 
     from ace.storage.atomic import atomic_files, write_text
 
@@ -207,7 +241,7 @@ class OpenVINOActivations:
     autocast gives them); ``stream(batches)`` the same for many batches, pipelined."""
 
     def __init__(self, model: torch.nn.Module, spec, layers: list[str], folder: str) -> None:
-        import openvino
+        openvino = import_openvino()
 
         self.layers, self.precision = list(layers), spec.precision
         key = (compiled_key(spec, self.layers), spec.precision, folder)
@@ -229,7 +263,7 @@ class OpenVINOActivations:
         """The activations of every batch, in order, with the requests kept busy: each batch is cut into
         pieces of :data:`REQUEST_BATCH` images, each piece goes to the next free request while earlier
         ones run, and the caller handles a batch's results as soon as all its pieces are back."""
-        import openvino
+        openvino = import_openvino()
 
         results: dict[tuple[int, int], list] = {}
         pieces: dict[int, int] = {}

@@ -65,7 +65,7 @@ def test_openvino_gives_pytorchs_activations_at_every_layer(demo_model, tmp_path
 
 @needs_openvino
 def test_the_model_is_converted_once(demo_model, tmp_path, monkeypatch):
-    import openvino
+    openvino = backends.import_openvino()
 
     from ace.tasks.models.loader import using_model
 
@@ -110,7 +110,7 @@ def test_processes_compile_one_at_a_time(demo_model, tmp_path):
 
 @needs_openvino
 def test_a_model_that_does_not_convert_runs_in_pytorch_with_one_warning(demo_model, tmp_path, monkeypatch):
-    import openvino
+    openvino = backends.import_openvino()
 
     class DataDependent(torch.nn.Module):  # a branch on values before the layer: a trace would keep one side
         def __init__(self):
@@ -182,7 +182,7 @@ class _Pair(torch.nn.Module):
 def test_the_cut_holds_what_pytorchs_hooks_see_and_nothing_after_the_layers(tmp_path):
     # the layers as layer_activations finds them: the BatchNorm's output before the in-place ReLU,
     # a module called twice as the hooks see it, a tuple's first tensor; the head is never traced
-    import openvino
+    openvino = backends.import_openvino()
 
     from ace.tasks.algorithm.forward import layer_activations
 
@@ -218,7 +218,7 @@ def test_the_cut_names_a_layer_the_pass_never_reaches():
 @needs_openvino
 def test_a_branch_on_shapes_converts_and_one_on_values_does_not(monkeypatch):
     # the tracer warns about both; only the trace that differs from the model on other images is refused
-    import openvino
+    openvino = backends.import_openvino()
 
     class OnShape(torch.nn.Module):  # pads odd sides, as Swin pads to its window size
         def __init__(self):
@@ -250,3 +250,55 @@ def test_a_branch_on_shapes_converts_and_one_on_values_does_not(monkeypatch):
     with pytest.raises(RuntimeError, match="changes with the input's values"):
         backends._convert(backends._Cut(OnValues().eval(), ["conv"], (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)).eval(),
                           example, inputs)
+
+
+TELEMETRY_PROBE = """
+import sys
+from openvino_telemetry.backend import backend_ga4
+
+sent = []
+backend_ga4.GA4Backend.send = lambda self, message: sent.append(message)  # counted, never sent
+if sys.argv[1] == "ace":
+    from ace.tasks.models.backends import import_openvino
+    openvino = import_openvino()
+else:
+    import openvino
+import torch
+openvino.convert_model(torch.nn.Conv2d(3, 4, 3).eval(), example_input=torch.zeros(1, 3, 8, 8))
+print(len(sent))
+"""
+
+
+@needs_openvino
+@pytest.mark.parametrize("importer", ["plain", "ace"])
+def test_openvino_sends_no_telemetry_through_ace(importer, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "TF_BUILD", "JENKINS_URL")}  # OpenVINO's CI test
+    env["HOME"] = str(tmp_path)  # a user who never ran OpenVINO's opt_in_out: no consent file
+    done = subprocess.run([sys.executable, "-c", TELEMETRY_PROBE, importer], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    events = int(done.stdout.split()[-1])
+    if importer == "plain":  # what OpenVINO does by default: the reason for import_openvino
+        assert events > 0 and (tmp_path / "intel").is_dir()
+    else:
+        assert events == 0 and not (tmp_path / "intel").exists()
+
+
+@needs_openvino
+@pytest.mark.parametrize("choice", ["1", "0", None])
+def test_a_choice_made_with_openvinos_opt_in_out_stands(choice, tmp_path, monkeypatch):
+    from openvino_telemetry.utils.opt_in_checker import ConsentCheckResult, OptInChecker
+
+    for name in ("CI", "TF_BUILD", "JENKINS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    if choice is not None:
+        (tmp_path / "intel").mkdir()
+        (tmp_path / "intel" / "openvino_telemetry").write_text(choice)
+    backends.import_openvino()
+    want = {"1": ConsentCheckResult.ACCEPTED, "0": ConsentCheckResult.DECLINED, None: ConsentCheckResult.DECLINED}
+    assert OptInChecker().check(enable_opt_in_dialog=False, disable_in_ci=True) == want[choice]
