@@ -12,6 +12,7 @@ behind it was deleted, so a run never returns a dangling path.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import inspect
 import logging
@@ -27,7 +28,9 @@ CACHE_VERSION = "2"
 NOT_KEYED = frozenset({"n_jobs", "batch_size", "label"})
 
 
+@functools.lru_cache(maxsize=None)
 def _source_digest(fn) -> str:
+    """A digest of ``fn``'s source (read once per process: a module's code does not change once imported)."""
     fn = inspect.unwrap(fn)
     try:
         src = inspect.getsource(fn)
