@@ -46,7 +46,8 @@ def import_openvino():
     That halved the conversion's speed (1.0 -> 0.45 s) and, behind a firewall that drops packets,
     would cost up to 3 s an event. ace makes OpenVINO treat a user who has not decided (no consent
     file) as one who declined, in this process only; a choice made with OpenVINO's ``opt_in_out``
-    tool stands."""
+    tool stands. (OpenVINO decides when it is first imported: a program that imports it before ace
+    keeps OpenVINO's default.)"""
     _decline_unasked_telemetry()
     import openvino
 
