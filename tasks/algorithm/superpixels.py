@@ -34,15 +34,11 @@ def _as_float(image: np.ndarray) -> np.ndarray:
     return image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image
 
 
-def _slic_params(params: dict, shape: tuple) -> dict:
-    return {**params, "sigma": params.get("sigma", 0.0) * min(1.0, max(shape[:2]) / SMOOTHING_SIDE)}
-
-
 def segment(image: np.ndarray, method: str, params: dict, seed: int = 0) -> np.ndarray:
     """Label map (H, W) of one segmentation of a uint8 or [0, 1] RGB image."""
-    img = _as_float(image)
     if method == "slic":
-        return slic_levels(img, [_slic_params(params, img.shape)])[0]
+        return segment_levels(image, method, [params])[0]
+    img = _as_float(image)
     if method == "watershed":
         gradient = filters.sobel(color.rgb2gray(img))
         return segmentation.watershed(gradient, **params)
@@ -56,10 +52,11 @@ def segment(image: np.ndarray, method: str, params: dict, seed: int = 0) -> np.n
 def segment_levels(image: np.ndarray, method: str, param_sets: list[dict]) -> list[np.ndarray]:
     """:func:`segment` at each of ``param_sets``; SLIC's resolutions share their preparation
     (:mod:`ace.tasks.algorithm.slic`: the same labels, ~10% less work)."""
-    if method == "slic":
-        img = _as_float(image)
-        return slic_levels(img, [_slic_params(p, img.shape) for p in param_sets])
-    return [segment(image, method, p) for p in param_sets]
+    if method != "slic":
+        return [segment(image, method, p) for p in param_sets]
+    img = _as_float(image)
+    smoothing = min(1.0, max(img.shape[:2]) / SMOOTHING_SIDE)  # the original's sigma, scaled down below 224 px
+    return slic_levels(img, [{**p, "sigma": p.get("sigma", 0.0) * smoothing} for p in param_sets])
 
 
 def dense_labels(segments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
